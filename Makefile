@@ -1,0 +1,46 @@
+# Two commands from a fresh clone:  `make demo` (set up + run ftfix on a bundled example)
+# and `make test` (lint, types, tests). `.ci/run` calls `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: setup demo test lint bench clean
+
+$(BIN)/.installed: pyproject.toml constraints-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first, pinned to the CPU wheel on this machine's disk; peft would pull a CUDA build
+	$(BIN)/python -m pip install -q -c constraints-dev.txt torch
+	$(BIN)/python -m pip install -q -c constraints-dev.txt -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/.installed
+
+demo: setup
+	rm -rf $(DEMO)
+	$(BIN)/python examples/make_toy_checkpoints.py $(DEMO)
+	@printf '\n== before: what transformers renders ==\n'
+	$(BIN)/python examples/show_generation_prompt.py $(DEMO)/finetuned
+	@printf '\n== ftfix check (exit 1: an error) ==\n'
+	-$(BIN)/ftfix check $(DEMO)/base $(DEMO)/finetuned
+	@printf '\n== ftfix repair ==\n'
+	$(BIN)/ftfix repair $(DEMO)/base $(DEMO)/finetuned
+	@printf '\n== ftfix check (exit 0) ==\n'
+	$(BIN)/ftfix check $(DEMO)/base $(DEMO)/finetuned
+	@printf '\n== after: what transformers renders ==\n'
+	$(BIN)/python examples/show_generation_prompt.py $(DEMO)/finetuned
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python benchmarks/bench_check.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

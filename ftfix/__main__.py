@@ -1,0 +1,5 @@
+"""`python -m ftfix` runs the CLI."""
+
+from .cli import run
+
+run()

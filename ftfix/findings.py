@@ -1,0 +1,146 @@
+"""The data ftfix reports: findings, their fixes, and the edits a fix plans (never applied here)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "Applicability",
+    "Edit",
+    "FileEdit",
+    "Finding",
+    "Fix",
+    "Severity",
+    "TensorRowsEdit",
+    "sha256_hex",
+]
+
+
+class Severity(str, Enum):
+    """The cost of a finding at inference time.
+
+    `error`: generation is broken (no template, lost generation prompt, a turn end nobody stops
+    on). `warning`: probably unintended or heuristic. `info`: for the reader.
+    """
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Larger is worse; used for `--fail-on` and sorting."""
+        return {"info": 0, "warning": 1, "error": 2}[self.value]
+
+
+class Applicability(str, Enum):
+    """The risk of a fix.
+
+    `safe` only fills a gap or copies from the base byte for byte and is applied by `repair`;
+    `unsafe` replaces content or weights and needs `unsafe_fixes=True` (`--unsafe-fixes`);
+    `display-only` is shown and never applied.
+    """
+
+    SAFE = "safe"
+    UNSAFE = "unsafe"
+    DISPLAY_ONLY = "display-only"
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of `data`."""
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEdit:
+    """Replace (or create) a whole small file.
+
+    Args:
+        path (`str`): POSIX path relative to the checkpoint folder.
+        before (`bytes` or `None`): the content the edit was planned against; `None` creates
+            the file.
+        after (`bytes`): the new content.
+    """
+
+    path: str
+    before: bytes | None
+    after: bytes
+
+    @property
+    def before_sha256(self) -> str | None:
+        """sha256 of `before`, or `None` when the edit creates the file."""
+        return None if self.before is None else sha256_hex(self.before)
+
+
+@dataclass(frozen=True)
+class TensorRowsEdit:
+    """Rewrite some rows of one 2-D tensor in a safetensors file, in place.
+
+    Args:
+        path (`str`): the safetensors file, relative to the checkpoint folder.
+        tensor (`str`): the tensor name in that file's header.
+        rows (`tuple[int, ...]`): row indices, ascending.
+        data (`bytes`): the new bytes of those rows, in the tensor's dtype, rows concatenated.
+        before_sha256 (`str`): sha256 of the rows' current bytes, checked again before writing.
+        reason (`str`): a short description for `--dry-run` (e.g. "mean of trained rows").
+    """
+
+    path: str
+    tensor: str
+    rows: tuple[int, ...]
+    data: bytes
+    before_sha256: str
+    reason: str = ""
+
+
+Edit = FileEdit | TensorRowsEdit
+
+
+@dataclass(frozen=True)
+class Fix:
+    """A planned repair: data, applied only by `ftfix.fsio`.
+
+    Args:
+        title (`str`): imperative, e.g. "Copy chat template from base".
+        applicability (`Applicability`): risk of the fix.
+        edits (`tuple[Edit, ...]`): what the fix changes.
+    """
+
+    title: str
+    applicability: Applicability
+    edits: tuple[Edit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in the fine-tuned checkpoint.
+
+    Args:
+        code (`str`): the rule code, `FTXnnn`.
+        name (`str`): the rule name, kebab-case.
+        severity (`Severity`): cost at inference time.
+        message (`str`): facts with observed against expected values.
+        path (`str`, *optional*): POSIX path inside the checkpoint the finding is about.
+        fix (`Fix`, *optional*): the planned repair.
+        data (`Mapping[str, object]`): JSON-serialisable facts for `--format json`.
+    """
+
+    code: str
+    name: str
+    severity: Severity
+    message: str
+    path: str | None = None
+    fix: Fix | None = None
+    data: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def fixable(self) -> bool:
+        """Whether the finding has a fix that `repair` may apply (safe or unsafe)."""
+        return self.fix is not None and self.fix.applicability is not Applicability.DISPLAY_ONLY
+
+    def key(self) -> tuple[str, str | None]:
+        """Identity used to tell whether the same problem survived a repair."""
+        return (self.code, self.path)

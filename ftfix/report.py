@@ -1,0 +1,236 @@
+"""The result of a check or repair: findings, what was fixed, what remains; text, JSON, HTML."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .findings import Applicability, Finding, Severity
+
+__all__ = ["JSON_SCHEMA_VERSION", "Report"]
+
+JSON_SCHEMA_VERSION = 1
+Mode = Literal["check", "dry-run", "repair"]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+@dataclass
+class Report:
+    """What `ftfix.check()` / `ftfix.repair()` found and did.
+
+    Args:
+        base (`str`): the base as given.
+        finetuned (`str`): the fine-tuned checkpoint as given (the folder actually checked).
+        mode (`str`): `"check"`, `"dry-run"` or `"repair"`.
+        findings (`list[Finding]`): what was found before any fix.
+        applied (`list[Finding]`): findings whose fix was written (repair) or would be (dry-run).
+        skipped (`dict`): finding key -> why its fix was not applied.
+        remaining (`list[Finding]`): problems left: a re-check after a repair, else the unfixed.
+        errors (`list[str]`): fixes that did not hold, and other failures of the run.
+        diff (`str`): unified diff of the planned edits.
+        written (`list[str]`): files changed (repair only).
+        backup (`str`, *optional*): backup folder of this repair (for `ftfix undo`).
+        output (`str`, *optional*): where the repaired copy was written, with `output=`.
+        fail_on (`Severity`): the lowest severity that fails (`exit_code` 1).
+    """
+
+    base: str
+    finetuned: str
+    mode: Mode
+    findings: list[Finding] = field(default_factory=list)
+    applied: list[Finding] = field(default_factory=list)
+    skipped: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    remaining: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    diff: str = ""
+    written: list[str] = field(default_factory=list)
+    backup: str | None = None
+    output: str | None = None
+    fail_on: Severity = Severity.ERROR
+
+    # ------------------------------------------------------------- verdict
+    @property
+    def ok(self) -> bool:
+        """No error remains (or nothing at `fail_on` or above) and the run had no errors."""
+        return self.exit_code == 0
+
+    @property
+    def exit_code(self) -> int:
+        """0 clean, 1 problems at or above `fail_on` remain, 2 the run itself failed."""
+        if self.errors:
+            return 2
+        if any(f.severity.rank >= self.fail_on.rank for f in self.remaining):
+            return 1
+        return 0
+
+    def _where(self, finding: Finding) -> str:
+        root = self.output or self.finetuned
+        return f"{root.rstrip('/')}/{finding.path}" if finding.path else root
+
+    def _line(self, finding: Finding, marker: str = "") -> str:
+        where, sev = self._where(finding), finding.severity.value
+        return f"{where}: {finding.code} {sev} {marker}{finding.message}"
+
+    # ---------------------------------------------------------------- text
+    def render_text(self, *, show_fixes: bool = True) -> str:
+        """ruff-like lines (`path: CODE severity [*] message`) and a summary."""
+        lines = []
+        applied = {f.key() for f in self.applied}
+        shown: Sequence[Finding] = self.findings
+        for finding in shown:
+            if finding.key() in applied:
+                marker = "[fixed] " if self.mode == "repair" else "[*] "
+            elif finding.fix and finding.fix.applicability is Applicability.SAFE:
+                marker = "[*] "
+            else:
+                marker = ""
+            lines.append(self._line(finding, marker))
+            if show_fixes and finding.fix and finding.key() not in applied and self.mode != "check":
+                reason = self.skipped.get(finding.key())
+                if reason and reason not in ("no fix", "check only"):
+                    lines.append(f"  fix not applied: {finding.fix.title} - {reason}")
+        if self.mode == "repair":
+            for finding in self.remaining:
+                if finding.key() not in {f.key() for f in self.findings}:
+                    lines.append(self._line(finding))
+        for error in self.errors:
+            lines.append(f"error: {error}")
+        lines.append(self.summary())
+        return "\n".join(lines)
+
+    def summary(self) -> str:
+        """One or two closing lines: counts, what to run next."""
+        if not self.findings and not self.remaining and not self.errors:
+            return "All checks passed."
+        parts = []
+        if self.mode == "check":
+            parts.append(f"Found {self._counts(self.findings)}.")
+            safe = sum(
+                1 for f in self.findings if f.fix and f.fix.applicability is Applicability.SAFE
+            )
+            unsafe = sum(
+                1 for f in self.findings if f.fix and f.fix.applicability is Applicability.UNSAFE
+            )
+            if safe:
+                parts.append(f'{safe} fixable with "ftfix repair".')
+            if unsafe:
+                parts.append(f"{unsafe} more with --unsafe-fixes.")
+        else:
+            verb = "Would fix" if self.mode == "dry-run" else "Fixed"
+            parts.append(f"{verb} {_plural(len(self.applied), 'problem')};")
+            left = self.remaining
+            parts.append(f"{self._counts(left)} remaining." if left else "none remaining.")
+            if self.backup:
+                parts.append(f'Backup in {self.backup}; "ftfix undo {self.finetuned}" restores it.')
+        return " ".join(parts)
+
+    @staticmethod
+    def _counts(findings: Sequence[Finding]) -> str:
+        by = Counter(f.severity for f in findings)
+        detail = ", ".join(
+            _plural(by[s], s.value)
+            for s in (Severity.ERROR, Severity.WARNING, Severity.INFO)
+            if by[s]
+        )
+        return f"{_plural(len(findings), 'problem')}" + (f" ({detail})" if detail else "")
+
+    def __str__(self) -> str:
+        return self.render_text()
+
+    # ---------------------------------------------------------------- JSON
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON document (schema version `JSON_SCHEMA_VERSION`, see README)."""
+        from . import __version__
+        from .registry import get
+
+        applied = {f.key() for f in self.applied}
+
+        def item(finding: Finding) -> dict[str, Any]:
+            fix = None
+            if finding.fix is not None:
+                fix = {
+                    "title": finding.fix.title,
+                    "applicability": finding.fix.applicability.value,
+                    "applied": finding.key() in applied,
+                    "skipped_reason": self.skipped.get(finding.key()),
+                    "edits": [
+                        {"path": e.path, "kind": "file" if hasattr(e, "after") else "tensor-rows"}
+                        for e in finding.fix.edits
+                    ],
+                }
+            return {
+                "code": finding.code,
+                "name": finding.name,
+                "severity": finding.severity.value,
+                "message": finding.message,
+                "path": finding.path,
+                "fix": fix,
+                "data": dict(finding.data),
+                "explanation": get(finding.code).summary(),
+            }
+
+        return {
+            "schema_version": JSON_SCHEMA_VERSION,
+            "ftfix_version": __version__,
+            "mode": self.mode,
+            "base": self.base,
+            "finetuned": self.finetuned,
+            "output": self.output,
+            "findings": [item(f) for f in self.findings],
+            "remaining": [item(f) for f in self.remaining],
+            "written": list(self.written),
+            "backup": self.backup,
+            "errors": list(self.errors),
+            "exit_code": self.exit_code,
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """`to_dict()` as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    # ---------------------------------------------------------------- HTML
+    def _repr_html_(self) -> str:
+        """A table for notebooks."""
+        applied = {f.key() for f in self.applied}
+        rows = []
+        for finding in self.findings or self.remaining:
+            status = (
+                "fixed"
+                if finding.key() in applied and self.mode == "repair"
+                else (
+                    "would fix"
+                    if finding.key() in applied
+                    else ("fix available" if finding.fixable else "")
+                )
+            )
+            rows.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{html.escape(str(cell))}</td>"
+                    for cell in (
+                        finding.code,
+                        finding.severity.value,
+                        finding.path or "",
+                        finding.message,
+                        status,
+                    )
+                )
+                + "</tr>"
+            )
+        head = "".join(f"<th>{h}</th>" for h in ("code", "severity", "path", "message", "status"))
+        table = (
+            f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            if rows
+            else ""
+        )
+        return (
+            f"<div><p><b>ftfix {html.escape(self.mode)}</b> {html.escape(self.finetuned)} "
+            f"(base {html.escape(self.base)})</p>{table}<p>{html.escape(self.summary())}</p></div>"
+        )

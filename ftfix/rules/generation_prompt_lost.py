@@ -1,0 +1,90 @@
+"""FTX002 generation-prompt-lost."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ..edits import edit_chat_templates
+from ..findings import Applicability, Finding, Fix, Severity
+from ..registry import register
+from .base import Context, Fixer
+from .missing_chat_template import has_tokenizer_files
+
+
+@register
+class GenerationPromptLost(Fixer):
+    r"""The fine-tuned chat template lost the base's generation prompt.
+
+    ## What it checks
+    Both templates are rendered, in the same sandbox transformers uses and with the fine-tune's
+    special tokens, over the probe conversations (one user turn, system + user, multi-turn,
+    assistant last) with and without `add_generation_prompt`. The rule fires when every probe
+    renders identically to the base's without the flag, but with the flag the fine-tune's
+    template does not append what the base's appends (typically it appends nothing).
+
+    ## Why is this bad?
+    At inference `apply_chat_template(..., add_generation_prompt=True)` never opens an assistant
+    turn (Llama 3's `<|start_header_id|>assistant<|end_header_id|>\n\n`, ChatML's
+    `<|im_start|>assistant\n`). The model continues the user's turn or emits an empty or
+    truncated answer. Training never shows this, because training renders whole conversations.
+
+    ## Example
+    A training script hard-codes a Llama 3 template ending in `{% endfor %}`, without the
+    `{% if add_generation_prompt %}...{% endif %}` tail, and saves it over the base template.
+
+    ## Fix
+    Restore the base's default template in every place the fine-tune stores one (other named
+    templates are kept).
+
+    ## Fix safety
+    Safe: the two templates are shown to render every probe conversation identically except for
+    the generation prompt, so restoring the base changes nothing else. A template that differs in
+    more than that is left to the template-format rules.
+    """
+
+    code = "FTX002"
+    name = "generation-prompt-lost"
+    severity = Severity.ERROR
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        """Yield a finding when only the generation prompt differs from the base's render."""
+        base_source, target_source = ctx.base.chat_template(), ctx.target.chat_template()
+        if base_source is None or target_source is None or base_source == target_source:
+            return
+        if not has_tokenizer_files(ctx):
+            return
+        tokens = ctx.target.special_tokens()
+        base, target = ctx.renders(base_source, tokens), ctx.renders(target_source, tokens)
+        base_ok, target_ok = base.by_name(), target.by_name()
+        shared = [name for name in base_ok if name in target_ok]
+        if not shared or any(base_ok[n].plain != target_ok[n].plain for n in shared):
+            return
+        lost = [n for n in shared if base_ok[n].with_prompt != target_ok[n].with_prompt]
+        if not lost:
+            return
+        probe = lost[0]
+        expected = base_ok[probe].generation_prompt
+        observed = target_ok[probe].generation_prompt
+        if observed == "":
+            what = "appends nothing"
+        elif observed is None:
+            what = "changes the conversation instead of appending a prompt"
+        else:
+            what = f"appends {observed!r}"
+        location = ctx.target.effective_template_location()
+        templates = {**ctx.target.chat_templates(), "default": base_source}
+        yield self.finding(
+            f"with add_generation_prompt=True the template {what}; base appends {expected!r}",
+            path=location.path if location else None,
+            fix=Fix(
+                "Restore the base chat template",
+                Applicability.SAFE,
+                tuple(edit_chat_templates(ctx.target, templates)),
+            ),
+            data={
+                "probe": probe,
+                "expected_generation_prompt": expected,
+                "observed_generation_prompt": observed,
+                "probes_compared": shared,
+            },
+        )

@@ -1,0 +1,172 @@
+"""The CLI: exit codes 0/1/2, output formats, one-line errors with hints, nothing modified."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from ckpt_builders import LLAMA3_TEMPLATE_NO_GEN_PROMPT, tree_digest
+
+from ftfix.cli import main
+
+
+@pytest.fixture
+def broken(make_checkpoint):
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
+    return base, ft
+
+
+def test_check_clean_exits_0(pair, capsys):
+    """A healthy pair exits 0 and says so."""
+    base, ft = pair
+    assert main(["check", str(base), str(ft)]) == 0
+    assert capsys.readouterr().out.strip() == "All checks passed."
+
+
+def test_check_errors_exit_1_with_ruff_like_line(broken, capsys):
+    """An error finding exits 1; the line names path, code, severity and the fix marker."""
+    base, ft = broken
+    assert main(["check", str(base), str(ft)]) == 1
+    out = capsys.readouterr().out
+    assert f"{ft}/chat_template.jinja: FTX002 error [*] with add_generation_prompt=True" in out
+    assert 'Found 1 problem (1 error). 1 fixable with "ftfix repair".' in out
+
+
+def test_exit_zero(broken):
+    """--exit-zero reports but passes."""
+    base, ft = broken
+    assert main(["check", "--exit-zero", str(base), str(ft)]) == 0
+
+
+def test_repair_then_check(broken, capsys):
+    """repair exits 0 once the error is fixed; check then passes."""
+    base, ft = broken
+    assert main(["repair", str(base), str(ft)]) == 0
+    out = capsys.readouterr().out
+    assert "FTX002 error [fixed]" in out and "Fixed 1 problem; none remaining." in out
+    assert main(["check", str(base), str(ft)]) == 0
+
+
+@pytest.mark.parametrize("flag", ["--dry-run", "--diff"])
+def test_dry_run_and_diff_write_nothing(broken, capsys, flag):
+    """--dry-run and --diff leave every byte; --diff prints the diff and exits 1 when non-empty."""
+    base, ft = broken
+    before = tree_digest(ft)
+    code = main(["repair", flag, str(base), str(ft)])
+    assert tree_digest(ft) == before
+    out = capsys.readouterr().out
+    if flag == "--diff":
+        assert code == 1
+        assert out.startswith("--- a/chat_template.jinja\n+++ b/chat_template.jinja\n")
+    else:
+        assert code == 0  # dry-run predicts repair's exit code: every error would be fixed
+        assert "Would fix 1 problem; none remaining." in out
+
+
+def test_diff_exit_0_when_nothing_to_change(pair, capsys):
+    """--diff on a healthy pair prints nothing to stdout and exits 0."""
+    base, ft = pair
+    assert main(["repair", "--diff", str(base), str(ft)]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_json_format(broken, capsys):
+    """--format json prints one JSON document."""
+    base, ft = broken
+    assert main(["check", "--format", "json", str(base), str(ft)]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert [f["code"] for f in data["findings"]] == ["FTX002"]
+
+
+def test_select_and_ignore(broken, capsys):
+    """--ignore by prefix drops the rule; an unknown code is a usage error (exit 2)."""
+    base, ft = broken
+    assert main(["check", "--ignore", "FTX00", str(base), str(ft)]) == 0
+    assert main(["check", "--select", "FTX999", str(base), str(ft)]) == 2
+    assert "FTX999: matches no rule" in capsys.readouterr().err
+
+
+def test_undo_cli(broken, capsys):
+    """undo restores and lists files; a second undo has nothing to do (exit 2)."""
+    base, ft = broken
+    before = tree_digest(ft)
+    main(["repair", str(base), str(ft)])
+    assert main(["undo", str(ft)]) == 0
+    assert "restored chat_template.jinja" in capsys.readouterr().out
+    assert tree_digest(ft) == before
+    assert main(["undo", str(ft)]) == 2
+
+
+def test_explain_and_rules(capsys):
+    """explain prints the rule's documentation; rules lists every rule."""
+    assert main(["explain", "FTX002"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("FTX002 generation-prompt-lost (error)")
+    assert "## Fix safety" in out
+    assert main(["explain", "missing-chat-template"]) == 0
+    assert main(["explain", "nope"]) == 2
+    capsys.readouterr()
+    assert main(["rules"]) == 0
+    assert "FTX001  missing-chat-template" in capsys.readouterr().out
+
+
+def _error_lines(capsys) -> list[str]:
+    return capsys.readouterr().err.strip().splitlines()
+
+
+def test_bad_input_missing_path(pair, tmp_path, capsys):
+    """A missing path: one `path: reason` line, a hint, exit 2."""
+    base, _ = pair
+    missing = tmp_path / "missing"
+    assert main(["check", str(base), str(missing)]) == 2
+    lines = _error_lines(capsys)
+    assert lines == [
+        f"ftfix: error: {missing}: no such file or directory",
+        "hint: check the finetuned path",
+    ]
+
+
+def test_bad_input_not_a_checkpoint(pair, tmp_path, capsys):
+    """A folder that holds no checkpoint is bad input."""
+    base, _ = pair
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["repair", str(base), str(empty)]) == 2
+    lines = _error_lines(capsys)
+    assert lines[0].startswith(f"ftfix: error: {empty}: not a Hugging Face checkpoint")
+    assert lines[1].startswith("hint: ")
+    assert list(empty.iterdir()) == []
+
+
+@pytest.mark.parametrize("target", ["base", "ft"])
+def test_bad_input_invalid_json_changes_nothing(broken, capsys, target):
+    """Invalid JSON on either side: exit 2, a one-line error, every file unchanged."""
+    base, ft = broken
+    folder = base if target == "base" else ft
+    (folder / "generation_config.json").write_text('{"eos_token_id": 1,,}')
+    digests = tree_digest(base), tree_digest(ft)
+    assert main(["repair", str(base), str(ft)]) == 2
+    lines = _error_lines(capsys)
+    assert lines[0].startswith(f"ftfix: error: {folder / 'generation_config.json'}: invalid JSON")
+    assert lines[1].startswith("hint: ")
+    assert len(lines) == 2
+    assert (tree_digest(base), tree_digest(ft)) == digests
+
+
+def test_usage_error_exits_2(capsys):
+    """argparse usage errors exit 2."""
+    assert main(["check"]) == 2
+    assert main(["frobnicate"]) == 2
+
+
+def test_python_dash_m(pair):
+    """`python -m ftfix` is the same CLI."""
+    base, ft = pair
+    out = subprocess.run(
+        [sys.executable, "-m", "ftfix", "check", str(base), str(ft)], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "All checks passed."
