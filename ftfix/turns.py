@@ -17,13 +17,13 @@ _USER = {"role": "user", "content": "hello"}
 
 @dataclass(frozen=True)
 class AssistantFrame:
-    """What a template prints around an assistant message that follows a user turn.
+    r"""What a template prints around an assistant message that follows a user turn.
 
     Args:
         header (`str`): text between the end of the user turn and the answer, e.g.
-            `<|start_header_id|>assistant<|end_header_id|>\\n\\n` or `<|im_start|>assistant\\n`.
+            `<|start_header_id|>assistant<|end_header_id|>\n\n` or `<|im_start|>assistant\n`.
         trailer (`str`): text after the answer when the assistant message is last, e.g.
-            `<|eot_id|>` or `<|im_end|>\\n`.
+            `<|eot_id|>` or `<|im_end|>\n`.
         generation_prompt (`str` or `None`): what `add_generation_prompt=True` appends after the
             user turn (`""` when the flag is ignored, `None` when it rewrites the render).
     """
@@ -33,7 +33,9 @@ class AssistantFrame:
     generation_prompt: str | None
 
 
-def _render(source: str, messages: list[dict[str, str]], tokens: Mapping[str, str], flag: bool) -> str:
+def _render(
+    source: str, messages: list[dict[str, str]], tokens: Mapping[str, str], flag: bool
+) -> str:
     return render(source, messages, add_generation_prompt=flag, special_tokens=tokens)
 
 
@@ -65,10 +67,10 @@ def assistant_frame(source: str, special_tokens: Mapping[str, str]) -> Assistant
 
 
 def leading_markers(text: str, vocabulary: Collection[str]) -> list[str]:
-    """The special tokens `text` starts with, longest match first, skipping whitespace between.
+    r"""The special tokens `text` starts with, longest match first, skipping whitespace between.
 
     Example:
-        >>> leading_markers("<|im_end|>\\n", {"<|im_end|>", "<|im_start|>"})
+        >>> leading_markers("<|im_end|>\n", {"<|im_end|>", "<|im_start|>"})
         ['<|im_end|>']
     """
     ordered = sorted((t for t in vocabulary if t and not t.isspace()), key=len, reverse=True)
