@@ -109,8 +109,12 @@ def _cached_snapshot(repo_id: str) -> Path | None:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
+    # Read the cache location now, not at huggingface_hub's import: notebooks and tests set it late.
+    cache_dir = os.environ.get("HF_HUB_CACHE")
+    if cache_dir is None and os.environ.get("HF_HOME"):
+        cache_dir = os.path.join(os.environ["HF_HOME"], "hub")
     try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
+        return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except (LocalEntryNotFoundError, OSError, ValueError):
         return None
 

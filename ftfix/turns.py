@@ -74,7 +74,7 @@ def leading_markers(text: str, vocabulary: Collection[str]) -> list[str]:
         ['<|im_end|>']
     """
     ordered = sorted((t for t in vocabulary if t and not t.isspace()), key=len, reverse=True)
-    found = []
+    found: list[str] = []
     rest = text
     while True:
         rest = rest.lstrip()

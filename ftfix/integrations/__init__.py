@@ -1,0 +1,1 @@
+"""Integrations with training libraries (imported on demand; they pull in their library)."""
