@@ -21,10 +21,12 @@ from .errors import (
     StaleEditError,
     UnknownCodeError,
     UnsafePathError,
+    UsageError,
 )
 from .findings import Applicability, FileEdit, Finding, Fix, Severity, TensorRowsEdit
 from .registry import all_fixers
 from .report import Report
+from .verify import VerifyReport, verify
 
 __all__ = [
     "Applicability",
@@ -46,10 +48,13 @@ __all__ = [
     "TensorRowsEdit",
     "UnknownCodeError",
     "UnsafePathError",
+    "UsageError",
+    "VerifyReport",
     "__version__",
     "all_fixers",
     "check",
     "explain",
     "repair",
     "undo",
+    "verify",
 ]

@@ -22,8 +22,16 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-def _open_pair(base: PathLike, finetuned: PathLike) -> tuple[Checkpoint, Checkpoint]:
+def _open_pair(base: PathLike | None, finetuned: PathLike) -> tuple[Checkpoint, Checkpoint]:
     target = Checkpoint.open(finetuned, role="finetuned")
+    if base is None:
+        base = target.declared_base()
+        if base is None:
+            raise InvalidCheckpointError(
+                target.root, "no base model given and none declared",
+                hint="pass BASE; only a PEFT adapter names its base (base_model_name_or_path)",
+            )
+        logger.info("using the base declared by %s: %s", target.display, base)
     source = Checkpoint.open(base, role="base")
     if source.root.resolve() == target.root.resolve():
         raise IncompatibleCheckpointsError(
@@ -62,7 +70,7 @@ def _report(
 
 
 def check(
-    base: PathLike,
+    base: PathLike | None,
     finetuned: PathLike,
     *,
     select: Sequence[str] | None = None,
@@ -73,7 +81,8 @@ def check(
     """Compare a fine-tuned checkpoint with its base and report what is broken. Writes nothing.
 
     Args:
-        base (`str` or `os.PathLike`): the base model folder (or a Hub id in the local cache).
+        base (`str` or `os.PathLike`): the base model folder (or a Hub id in the local cache);
+            `None` for a PEFT adapter uses its `base_model_name_or_path`.
         finetuned (`str` or `os.PathLike`): merged model, PEFT adapter, tokenizer folder, or a
             trainer output folder (its newest `checkpoint-N` is checked).
         select (`Sequence[str]`, *optional*): rule codes, code prefixes (`FTX0`) or names to run.
@@ -105,7 +114,7 @@ def check(
 
 
 def repair(
-    base: PathLike,
+    base: PathLike | None,
     finetuned: PathLike,
     *,
     select: Sequence[str] | None = None,

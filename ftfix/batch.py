@@ -55,7 +55,7 @@ class BatchResult:
 
 
 def _one(
-    func: Callable[..., Report], base: PathLike, target: str, kwargs: dict[str, Any]
+    func: Callable[..., Report], base: PathLike | None, target: str, kwargs: dict[str, Any]
 ) -> BatchResult:
     try:
         return BatchResult(target, report=func(base, target, **kwargs))
@@ -67,7 +67,7 @@ def _one(
 
 def run_many(
     func: Callable[..., Report],
-    base: PathLike,
+    base: PathLike | None,
     targets: Sequence[str],
     *,
     jobs: int = 1,

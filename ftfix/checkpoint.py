@@ -317,6 +317,15 @@ class Checkpoint:
             return "v4"
         return "v5"
 
+    def declared_base(self) -> str | None:
+        """`base_model_name_or_path` of a PEFT adapter (a folder or Hub id), else `None`."""
+        value = (self.json("adapter_config.json") or {}).get("base_model_name_or_path")
+        if not isinstance(value, str) or not value:
+            return None
+        # A relative folder is relative to where training ran; try it next to the adapter too.
+        beside = self.root / value
+        return str(beside) if not os.path.isabs(value) and beside.is_dir() else value
+
     # ----------------------------------------------------------- chat templates
     def template_locations(self) -> list[TemplateLocation]:
         """Every stored chat template, in the order transformers' tokenizer prefers them."""

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from . import __version__, api, registry
-from .errors import FtfixError
+from .batch import expand_targets, run_many
+from .errors import FtfixError, UsageError
 from .report import Report
 
 __all__ = ["main", "run"]
@@ -24,9 +27,19 @@ def _codes(values: list[str] | None) -> list[str] | None:
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("base", help="base model folder (or Hub id in the local cache)")
     parser.add_argument(
-        "finetuned", help="fine-tuned checkpoint, adapter, or trainer output folder"
+        "paths",
+        nargs="+",
+        metavar="[BASE] FINETUNED",
+        help="base model folder or Hub id in the local cache, then one or more fine-tuned "
+        "checkpoints, adapters or trainer output folders; with a single path (a PEFT adapter) "
+        "the base is the adapter's base_model_name_or_path",
+    )
+    parser.add_argument(
+        "--all-checkpoints", action="store_true", help="every checkpoint-N of a trainer folder"
+    )
+    parser.add_argument(
+        "-j", "--jobs", type=int, default=1, help="checkpoints to process in parallel"
     )
     parser.add_argument(
         "--select", action="append", metavar="CODES", help="rules to run, e.g. FTX0,FTX201"
@@ -85,6 +98,22 @@ def build_parser() -> argparse.ArgumentParser:
     explain = sub.add_parser("explain", help="print a rule's documentation")
     explain.add_argument("rule", metavar="CODE_OR_NAME")
 
+    verify = sub.add_parser(
+        "verify", help="load the model, generate, and measure whether answers stop (needs torch)"
+    )
+    verify.add_argument("base")
+    verify.add_argument("finetuned")
+    verify.add_argument("--prompts", metavar="FILE.jsonl", help="one conversation per line")
+    verify.add_argument("--max-new-tokens", type=int, default=64)
+    verify.add_argument("--device", default="cpu", help="torch device: cpu, cuda, cuda:1, ...")
+    verify.add_argument(
+        "--compare-before", action="store_true", help="also measure a repaired temporary copy"
+    )
+    verify.add_argument("--min-stop-rate", type=float, default=0.9, help="exit 1 below this")
+    verify.add_argument("--unsafe-fixes", action="store_true", help="for --compare-before")
+    verify.add_argument("--trust-remote-code", action="store_true")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+
     rules = sub.add_parser("rules", help="list all rules")
     rules.add_argument("--format", choices=("text", "json"), default="text")
     return parser
@@ -100,23 +129,60 @@ def _print_report(report: Report, fmt: str, *, diff: bool = False) -> None:
         print(report.render_text())
 
 
+def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs: Any) -> int:
+    """Run check or repair on each target; print each report; return the worst exit code."""
+    paths: list[str] = args.paths
+    base, targets = (None, paths) if len(paths) == 1 else (paths[0], paths[1:])
+    targets = expand_targets(targets, all_checkpoints=args.all_checkpoints)
+    diff = getattr(args, "diff", False)
+    if len(targets) > 1 and getattr(args, "output", None):
+        raise UsageError("--output", "takes one fine-tuned checkpoint, got several")
+    codes = []
+    if len(targets) == 1:
+        report = func(base, targets[0], **kwargs)
+        _print_report(report, args.format, diff=diff)
+        codes.append(_exit(args, report))
+    else:
+        documents = []
+        for result in run_many(func, base, targets, jobs=args.jobs, **kwargs):
+            if result.report is None:
+                print(f"ftfix: error: {result.error}", file=sys.stderr)
+                codes.append(EXIT_ERROR)
+                continue
+            if args.format == "json":
+                documents.append(result.report.to_dict())
+            else:
+                print(f"== {result.target}")
+                _print_report(result.report, args.format, diff=diff)
+            codes.append(_exit(args, result.report))
+        if args.format == "json":
+            print(json.dumps(documents, indent=2, ensure_ascii=False))
+    return max(codes, default=EXIT_OK)
+
+
+def _exit(args: argparse.Namespace, report: Report) -> int:
+    if getattr(args, "diff", False):  # like ruff: --diff fails when there is something to change
+        return EXIT_FINDINGS if report.diff else EXIT_OK
+    if args.exit_zero and report.exit_code == EXIT_FINDINGS:
+        return EXIT_OK
+    return report.exit_code
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
-    report = api.check(
-        args.base,
-        args.finetuned,
+    return _run_targets(
+        args,
+        api.check,
         select=_codes(args.select),
         ignore=_codes(args.ignore) or (),
         fail_on=args.fail_on,
         template=args.template,
     )
-    _print_report(report, args.format)
-    return EXIT_OK if args.exit_zero and report.exit_code == EXIT_FINDINGS else report.exit_code
 
 
 def _cmd_repair(args: argparse.Namespace) -> int:
-    report = api.repair(
-        args.base,
-        args.finetuned,
+    return _run_targets(
+        args,
+        api.repair,
         select=_codes(args.select),
         ignore=_codes(args.ignore) or (),
         unsafe_fixes=args.unsafe_fixes,
@@ -126,10 +192,24 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         fail_on=args.fail_on,
         template=args.template,
     )
-    _print_report(report, args.format, diff=args.diff)
-    if args.diff:
-        return EXIT_FINDINGS if report.diff else EXIT_OK
-    return EXIT_OK if args.exit_zero and report.exit_code == EXIT_FINDINGS else report.exit_code
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    report = verify(
+        args.base,
+        args.finetuned,
+        prompts=args.prompts,
+        max_new_tokens=args.max_new_tokens,
+        device=args.device,
+        compare_before=args.compare_before,
+        min_stop_rate=args.min_stop_rate,
+        unsafe_fixes=args.unsafe_fixes,
+        trust_remote_code=args.trust_remote_code,
+    )
+    print(report.to_json() if args.format == "json" else report.render_text())
+    return report.exit_code
 
 
 def _cmd_undo(args: argparse.Namespace) -> int:
@@ -148,8 +228,6 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 def _cmd_rules(args: argparse.Namespace) -> int:
     fixers = registry.all_fixers()
     if args.format == "json":
-        import json
-
         print(json.dumps([
             {"code": f.code, "name": f.name, "severity": f.severity.value, "summary": f.summary()}
             for f in fixers
@@ -163,6 +241,7 @@ def _cmd_rules(args: argparse.Namespace) -> int:
 _COMMANDS = {
     "check": _cmd_check,
     "repair": _cmd_repair,
+    "verify": _cmd_verify,
     "undo": _cmd_undo,
     "explain": _cmd_explain,
     "rules": _cmd_rules,

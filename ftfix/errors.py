@@ -15,6 +15,7 @@ __all__ = [
     "StaleEditError",
     "UnknownCodeError",
     "UnsafePathError",
+    "UsageError",
 ]
 
 
@@ -72,6 +73,10 @@ class IncompatibleCheckpointsError(FtfixError, ValueError):
 
 class UnknownCodeError(FtfixError, LookupError):
     """`--select`, `--ignore` or `explain` named no rule."""
+
+
+class UsageError(FtfixError, ValueError):
+    """Options that cannot be combined (the CLI exits 2)."""
 
 
 class UnsafePathError(FtfixError, ValueError):

@@ -170,3 +170,48 @@ def test_python_dash_m(pair):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "All checks passed."
+
+
+def test_several_checkpoints_and_all_checkpoints(make_checkpoint, tmp_path, capsys):
+    """BASE FT1 FT2 checks each; --all-checkpoints expands a trainer folder; worst exit wins."""
+    from ckpt_builders import build_trainer_root
+
+    base = make_checkpoint("base")
+    good = make_checkpoint("good")
+    bad = make_checkpoint("bad", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
+    assert main(["check", str(base), str(good), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"== {good}\nAll checks passed." in out
+    assert f"== {bad}\n{bad}/chat_template.jinja: FTX002" in out
+    root = build_trainer_root(
+        tmp_path / "run", steps=(1, 2), chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT
+    )
+    assert main(["repair", "--all-checkpoints", "--jobs", "2", str(base), str(root)]) == 0
+    capsys.readouterr()
+    assert main(["check", "--all-checkpoints", "--format", "json", str(base), str(root)]) == 0
+    documents = json.loads(capsys.readouterr().out)
+    assert [d["finetuned"].rsplit("/", 1)[1] for d in documents] == ["checkpoint-1", "checkpoint-2"]
+
+
+def test_output_with_several_targets_is_usage_error(pair, capsys):
+    """-o takes exactly one fine-tuned checkpoint."""
+    base, ft = pair
+    assert main(["repair", "-o", "x", str(base), str(ft), str(ft)]) == 2
+    assert "--output: takes one fine-tuned checkpoint" in capsys.readouterr().err
+
+
+def test_adapter_alone_uses_declared_base(make_checkpoint, tmp_path, capsys):
+    """`ftfix check ADAPTER` uses adapter_config.json's base_model_name_or_path."""
+    base = make_checkpoint("base")
+    adapter = tmp_path / "adapter"
+    from ckpt_builders import build_tokenizer
+
+    build_tokenizer(adapter, chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"peft_type": "LORA", "base_model_name_or_path": str(base)})
+    )
+    assert main(["check", str(adapter)]) == 1
+    assert "FTX002" in capsys.readouterr().out
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
+    assert main(["check", str(adapter)]) == 2
+    assert "no base model given and none declared" in capsys.readouterr().err
