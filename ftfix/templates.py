@@ -23,8 +23,12 @@ Templates come from the Hub and are untrusted, so unlike transformers every rend
   no call and emits nothing can overrun the deadline there, though ``range()`` caps each loop
   at 100,000 items.
 * ``*`` and ``**`` are checked before they run, because a single huge string repetition or
-  integer power runs in C where no timer can stop it. Other single C-level operations (e.g.
-  ``'x'|center(10**9)``) are not bounded; render in a subprocess if templates may be hostile.
+  integer power runs in C where no timer can stop it. This also stops Jinja folding them at
+  compile time, which in transformers can hang compilation itself; the one visible difference
+  is that a template with a huge *constant* power fails in transformers when it compiles
+  (``ValueError``), and here only if the expression is evaluated. Other single C-level
+  operations (e.g. ``'x'|center(10**9)``) are not bounded; render in a subprocess if templates
+  may be hostile.
 
 Failures never escape as arbitrary exceptions: ``render`` raises ``TemplateRenderError`` with a
 ``kind`` saying what went wrong. jinja2 is imported on first use, not at import time, because it
@@ -87,7 +91,7 @@ _UNSUPPORTED_KWARGS: Final = frozenset(
 _REASONING_KEYS: Final = ("reasoning_content", "thinking", "reasoning")
 # Bits allowed in the result of an integer `**`: far above anything a chat template needs (str()
 # of an int refuses more than 4300 digits, ~14,000 bits, anyway) and still computed in
-# microseconds, while `10 ** 10 ** 10` would hang in C beyond the reach of any timer.
+# microseconds, while `9 ** 999999999` would run in C for minutes beyond the reach of any timer.
 _MAX_POWER_BITS: Final = 1 << 17
 _MESSAGE_LIMIT: Final = 300
 _COMPILE_CACHE_SIZE: Final = 128
@@ -179,7 +183,7 @@ class _Runtime:
     environment: jinja2.Environment
     raised_error: type[Exception]
     security_error: type[Exception]
-    syntax_error: type[Exception]
+    syntax_error: type[jinja2.TemplateSyntaxError]
 
 
 @lru_cache(maxsize=1)
@@ -313,14 +317,15 @@ def _compile_or_syntax_error(source: str) -> jinja2.Template | TemplateRenderErr
     try:
         return runtime.environment.from_string(source)
     except runtime.syntax_error as exc:
-        return TemplateRenderError("syntax", str(exc))
+        return TemplateRenderError("syntax", f"{exc.message} (line {exc.lineno})")
 
 
 def compile_template(source: str) -> jinja2.Template:
     """Compile a chat template in ftfix's sandboxed environment, caching by source.
 
-    The environment matches transformers' (see the module docstring). One environment is shared
-    by every template: nothing a template does can change it, and it makes compiling cheaper.
+    The environment matches transformers' (see the module docstring). Unlike transformers, one
+    environment is shared by every template, which is safe because nothing a template does can
+    change it.
 
     Args:
         source: The Jinja source of the chat template.
@@ -350,6 +355,11 @@ def _plain(value: Any) -> Any:
     exact = type(value)
     if value is None or exact is str or exact is int or exact is float or exact is bool:
         return value
+    # Exact dicts and lists are most of what arrives; skip the ABC checks below for them.
+    if exact is dict:
+        return {_plain(key): _plain(item) for key, item in value.items()}
+    if exact is list:
+        return [_plain(item) for item in value]
     # Subclasses lose their extra methods (and their own __str__, hence the unbound calls).
     if isinstance(value, str):
         return str.__str__(value)
@@ -440,42 +450,47 @@ class _Alarm:
     the previous handler and timer.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, previous_handler: Any) -> None:
         self._seconds = seconds
+        self._previous_handler = previous_handler
+        self._previous_timer = (0.0, 0.0)
+        self._started = 0.0
         self._armed = False
         self._installed = False
         self._stopped = False
-        self._started = 0.0
-        self._previous_handler: Any = None
-        self._previous_timer: tuple[float, float] = (0.0, 0.0)
 
-    @staticmethod
-    def usable(seconds: float) -> bool:
-        """Whether a timer can be used here: main thread, a finite limit, a restorable handler."""
-        return (
+    @classmethod
+    def prepare(cls, seconds: float) -> _Alarm | None:
+        """An alarm for this thread, not started yet, or None where no timer can be used.
+
+        A timer needs the main thread (only it handles signals), a finite limit and a previous
+        handler that can be put back. Nothing is changed yet, so that the caller holds the
+        alarm before it can fire.
+        """
+        if not (
             math.isfinite(seconds)
             and hasattr(signal, "setitimer")
             and threading.current_thread() is threading.main_thread()
-            # None means a handler installed outside Python, which could not be put back.
-            and signal.getsignal(signal.SIGALRM) is not None
-        )
+        ):
+            return None
+        previous = signal.getsignal(signal.SIGALRM)
+        if previous is None:  # installed outside Python: signal.signal() could not restore it
+            return None
+        return cls(seconds, previous)
+
+    def start(self) -> None:
+        """Install the handler and start the timer, remembering the timer that was running."""
+        # Stored before the handler goes in, so that stop() can restore it whenever it fires.
+        self._previous_timer = signal.getitimer(signal.ITIMER_REAL)
+        self._started = time.monotonic()
+        self._armed = self._installed = True
+        signal.signal(signal.SIGALRM, self._on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, max(self._seconds, 1e-6))
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         if self._armed:
             self._armed = False
             raise _DeadlinePassed
-
-    def start(self) -> None:
-        """Install the handler and start the timer, remembering what was there before."""
-        # Read before replacing, so that stop() can restore them even if the alarm fires
-        # before the replacing call's result could be stored.
-        self._previous_handler = signal.getsignal(signal.SIGALRM)
-        self._previous_timer = signal.getitimer(signal.ITIMER_REAL)
-        self._started = time.monotonic()
-        self._armed = True
-        self._installed = True
-        signal.signal(signal.SIGALRM, self._on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, max(self._seconds, 1e-6))
 
     def stop(self) -> None:
         """Cancel the timer and restore the previous handler and timer."""
@@ -522,7 +537,7 @@ def _classify(exc: Exception) -> TemplateRenderError:
     if isinstance(exc, runtime.security_error):
         return TemplateRenderError("security", str(exc))
     if isinstance(exc, runtime.syntax_error):
-        return TemplateRenderError("syntax", str(exc))
+        return TemplateRenderError("syntax", f"{exc.message} (line {exc.lineno})")
     return TemplateRenderError("error", f"{type(exc).__name__}: {exc}")
 
 
@@ -560,13 +575,15 @@ def render(
         The rendered text.
 
     Raises:
-        TemplateRenderError: For every failure; ``kind`` says which (see the class).
+        TemplateRenderError: For every failure; ``kind`` says which (see the class). Inputs
+            transformers would refuse before rendering (an empty conversation, a message that
+            is not a mapping, tools that are not dicts) are ``"error"`` too.
     """
     limits = _Limits(
         deadline=time.monotonic() + timeout if math.isfinite(timeout) else math.inf,
         max_chars=max_chars,
     )
-    alarm = _Alarm(timeout) if _Alarm.usable(timeout) else None
+    alarm = _Alarm.prepare(timeout)
     token = _LIMITS.set(limits)
     try:
         try:

