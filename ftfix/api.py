@@ -28,7 +28,8 @@ def _open_pair(base: PathLike | None, finetuned: PathLike) -> tuple[Checkpoint, 
         base = target.declared_base()
         if base is None:
             raise InvalidCheckpointError(
-                target.root, "no base model given and none declared",
+                target.root,
+                "no base model given and none declared",
                 hint="pass BASE; only a PEFT adapter names its base (base_model_name_or_path)",
             )
         logger.info("using the base declared by %s: %s", target.display, base)
