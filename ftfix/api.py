@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import fsio, registry
-from .checkpoint import Checkpoint
+from .checkpoint import Checkpoint, Kind, resolve_path
 from .errors import IncompatibleCheckpointsError, InvalidCheckpointError
 from .findings import Severity
 from .plan import Plan, build
@@ -22,8 +22,39 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-def _open_pair(base: PathLike | None, finetuned: PathLike) -> tuple[Checkpoint, Checkpoint]:
-    target = Checkpoint.open(finetuned, role="finetuned")
+_PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
+
+
+def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
+    """Open a checkpoint after rolling back whatever an interrupted ftfix run left in it.
+
+    A `writer` (repair, undo) fails at once with `LockedError` when another process is writing
+    to the folder; readers go on. Also refuses, as bad input, what cannot be read safely: a
+    tokenizer.json that does not load, and a fine-tune whose weights are only pickled (never
+    unpickled).
+    """
+    folder = resolve_path(path, role=role)
+    fsio.recover(folder, writer=writer)
+    ckpt = Checkpoint.open(path, role=role)
+    if ckpt.root != folder and fsio.recover(ckpt.root, writer=writer):  # a trainer root's
+        ckpt = Checkpoint.open(path, role=role)  # newest checkpoint-N
+    if role == "finetuned" and ckpt.kind in (Kind.MERGED, Kind.ADAPTER):
+        pickled = [name for name in _PICKLED if ckpt.exists(name)]
+        if pickled and not ckpt.weight_files():
+            raise InvalidCheckpointError(
+                ckpt.root / pickled[0],
+                "pickled PyTorch weights are not supported (ftfix never unpickles files)",
+                hint="re-save the model with save_pretrained(..., safe_serialization=True) to "
+                "get model.safetensors",
+            )
+    ckpt.tokenizer()  # parse tokenizer.json now, so a damaged one is bad input, not a crash
+    return ckpt
+
+
+def _open_pair(
+    base: PathLike | None, finetuned: PathLike, *, writer: bool = False
+) -> tuple[Checkpoint, Checkpoint]:
+    target = _open(finetuned, role="finetuned", writer=writer)
     if base is None:
         base = target.declared_base()
         if base is None:
@@ -33,7 +64,7 @@ def _open_pair(base: PathLike | None, finetuned: PathLike) -> tuple[Checkpoint, 
                 hint="pass BASE; only a PEFT adapter names its base (base_model_name_or_path)",
             )
         logger.info("using the base declared by %s: %s", target.display, base)
-    source = Checkpoint.open(base, role="base")
+    source = _open(base, role="base")
     if source.root.resolve() == target.root.resolve():
         raise IncompatibleCheckpointsError(
             target.root,
@@ -163,7 +194,7 @@ def repair(
         >>> report.ok
         True
     """
-    source, target = _open_pair(base, finetuned)
+    source, target = _open_pair(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
     options = _options(template)
     plan = build(
@@ -208,7 +239,7 @@ def undo(finetuned: PathLike) -> list[str]:
         `NothingToUndoError`: no backup exists.
         `StaleEditError`: a repaired file changed since (nothing is restored).
     """
-    target = Checkpoint.open(finetuned, role="finetuned")
+    target = _open(finetuned, role="finetuned", writer=True)
     return fsio.undo(target.root)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, api, registry
+from . import __version__, api, fsio, registry
 from .batch import expand_targets, run_many
 from .errors import FtfixError, UsageError
 from .report import Report
@@ -197,6 +198,9 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
+    for folder in (args.base, args.finetuned):  # like every command: roll back a crashed repair
+        if os.path.isdir(folder):
+            fsio.recover(folder)
     report = verify(
         args.base,
         args.finetuned,
@@ -233,8 +237,9 @@ def _cmd_rules(args: argparse.Namespace) -> int:
             for f in fixers
         ], indent=2))  # fmt: skip
         return EXIT_OK
+    width = max(len(f.name) for f in fixers)
     for f in fixers:
-        print(f"{f.code}  {f.name:<28} {f.severity.value:<8} {f.summary()}")
+        print(f"{f.code}  {f.name:<{width}}  {f.severity.value:<8} {f.summary()}")
     return EXIT_OK
 
 
@@ -271,11 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ftfix: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        print(
-            "hint: check permissions and free disk space; "
-            "if a repair was interrupted, `ftfix undo` restores it",
-            file=sys.stderr,
-        )
+        print("hint: check the path, permissions and free disk space", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ftfix: interrupted", file=sys.stderr)

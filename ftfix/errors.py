@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import ClassVar
 
 __all__ = [
     "CheckpointNotFoundError",
@@ -12,10 +13,12 @@ __all__ = [
     "InvalidCheckpointError",
     "LockedError",
     "NothingToUndoError",
+    "RecoveryError",
     "StaleEditError",
     "UnknownCodeError",
     "UnsafePathError",
     "UsageError",
+    "WriteFailedError",
 ]
 
 
@@ -32,13 +35,17 @@ class FtfixError(Exception):
         reason (`str`):
             What is wrong, lower case, observed against expected values where there are some.
         hint (`str`, *optional*):
-            The next action for the user.
+            The next action for the user; defaults to the class's `default_hint`.
     """
+
+    # Every error the CLI prints ends with a hint line; a raise site without a specific one
+    # gets its class's general advice.
+    default_hint: ClassVar[str | None] = None
 
     def __init__(self, path: str | os.PathLike[str], reason: str, *, hint: str | None = None):
         self.path = os.fspath(path)
         self.reason = reason
-        self.hint = hint
+        self.hint = hint if hint is not None else self.default_hint
         super().__init__(self._text())
 
     def _text(self) -> str:
@@ -66,6 +73,8 @@ class CheckpointNotFoundError(FtfixError, FileNotFoundError):
 class InvalidCheckpointError(FtfixError, ValueError):
     """A folder is not a usable Hugging Face checkpoint, or one of its files cannot be parsed."""
 
+    default_hint = "the file is damaged or not what its name says; copy it again from its source"
+
 
 class IncompatibleCheckpointsError(FtfixError, ValueError):
     """The base and fine-tuned checkpoints cannot be compared (e.g. they are the same folder)."""
@@ -82,9 +91,13 @@ class UsageError(FtfixError, ValueError):
 class UnsafePathError(FtfixError, ValueError):
     """A path inside a checkpoint points outside it (`..`, absolute path, or symlink escape)."""
 
+    default_hint = "ftfix only reads and writes inside the checkpoint folder; fix the path"
+
 
 class StaleEditError(FtfixError, RuntimeError):
     """A file changed between planning an edit and writing it."""
+
+    default_hint = "run ftfix again"
 
 
 class LockedError(FtfixError, RuntimeError):
@@ -97,3 +110,30 @@ class NothingToUndoError(FtfixError, FileNotFoundError):
 
 class FixDidNotConvergeError(FtfixError, RuntimeError):
     """A finding survived the fix that claimed to resolve it."""
+
+
+class WriteFailedError(FtfixError, OSError):
+    """Writing a repair failed (disk full, read-only folder, I/O error).
+
+    The checkpoint was rolled back to its state before the repair; when even that failed, the
+    message says so and the next ftfix command against the folder rolls it back.
+    """
+
+    default_hint = "check free disk space and that the folder is writable, then run again"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        reason: str,
+        *,
+        hint: str | None = None,
+        errno: int | None = None,
+    ):
+        super().__init__(path, reason, hint=hint)
+        self.errno = errno
+
+
+class RecoveryError(FtfixError, RuntimeError):
+    """An interrupted repair left a journal that cannot be rolled back automatically."""
+
+    default_hint = "restore the files by hand from the backup folder named above"

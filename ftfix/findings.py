@@ -14,6 +14,8 @@ __all__ = [
     "Finding",
     "Fix",
     "Severity",
+    "TensorEdit",
+    "TensorResizeEdit",
     "TensorRowsEdit",
     "sha256_hex",
 ]
@@ -96,7 +98,34 @@ class TensorRowsEdit:
     reason: str = ""
 
 
-Edit = FileEdit | TensorRowsEdit
+@dataclass(frozen=True)
+class TensorResizeEdit:
+    """Grow one 2-D tensor of a safetensors file by appending rows (its shard is rewritten).
+
+    The fields mirror `TensorRowsEdit`, so dry-run output and reports treat both alike. The
+    file is rewritten streamed (never held in memory) and replaced atomically; see
+    `ftfix.fsio.rewrite_shard_with_grown_tensors`.
+
+    Args:
+        path (`str`): the safetensors file, relative to the checkpoint folder.
+        tensor (`str`): the tensor name in that file's header.
+        rows (`tuple[int, ...]`): indices of the appended rows (`old_rows .. new_rows - 1`).
+        data (`bytes`): the appended rows' bytes, in the tensor's dtype, rows concatenated.
+        before_sha256 (`str`): sha256 of the file's header (length prefix and JSON) when
+            planned, checked again before writing.
+        reason (`str`): a short description for `--dry-run`.
+    """
+
+    path: str
+    tensor: str
+    rows: tuple[int, ...]
+    data: bytes
+    before_sha256: str
+    reason: str = ""
+
+
+Edit = FileEdit | TensorRowsEdit | TensorResizeEdit
+TensorEdit = TensorRowsEdit | TensorResizeEdit
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .checkpoint import Checkpoint
-from .findings import Applicability, FileEdit, Finding, TensorRowsEdit
+from .findings import Applicability, FileEdit, Finding, TensorEdit
 from .rules.base import Context, Fixer, Options
 
 __all__ = ["Plan", "build"]
@@ -25,14 +25,14 @@ class Plan:
         applied (`list[Finding]`): findings whose fix is in the plan.
         skipped (`dict`): finding key -> why its fix is not in the plan.
         file_edits (`dict[str, FileEdit]`): one edit per file; `before` is the file on disk.
-        tensor_edits (`list[TensorRowsEdit]`): row rewrites.
+        tensor_edits (`list[TensorEdit]`): row rewrites and (`TensorResizeEdit`) grown tensors.
     """
 
     findings: list[Finding] = field(default_factory=list)
     applied: list[Finding] = field(default_factory=list)
     skipped: dict[tuple[str, str | None], str] = field(default_factory=dict)
     file_edits: dict[str, FileEdit] = field(default_factory=dict)
-    tensor_edits: list[TensorRowsEdit] = field(default_factory=list)
+    tensor_edits: list[TensorEdit] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:

@@ -76,9 +76,14 @@ def render_all(source: str, special_tokens: Mapping[str, str]) -> TemplateRender
     except TemplateRenderError as exc:
         return TemplateRenders(source, exc, ())
     results = []
+    # A runaway template would spend the whole timeout on every render: stop at the first.
+    timed_out: TemplateRenderError | None = None
     for probe in probe_conversations():
         pair: list[str | TemplateRenderError] = []
         for flag in (False, True):
+            if timed_out is not None:
+                pair.append(timed_out)
+                continue
             try:
                 pair.append(
                     render(
@@ -90,6 +95,8 @@ def render_all(source: str, special_tokens: Mapping[str, str]) -> TemplateRender
                 )
             except TemplateRenderError as exc:
                 pair.append(exc)
+                if exc.kind == "timeout":
+                    timed_out = exc
         results.append(ProbeRender(probe.name, pair[0], pair[1]))
     return TemplateRenders(source, None, tuple(results))
 

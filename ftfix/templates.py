@@ -541,6 +541,15 @@ def _classify(exc: Exception) -> TemplateRenderError:
     return TemplateRenderError("error", f"{type(exc).__name__}: {exc}")
 
 
+_RUNAWAY: dict[str, TemplateRenderError] = {}
+
+
+def _remember_runaway(source: str, error: TemplateRenderError) -> None:
+    if len(_RUNAWAY) >= 64:
+        _RUNAWAY.pop(next(iter(_RUNAWAY)))
+    _RUNAWAY[source] = error
+
+
 def render(
     source: str,
     messages: Sequence[Mapping[str, Any]],
@@ -579,6 +588,11 @@ def render(
             transformers would refuse before rendering (an empty conversation, a message that
             is not a mapping, tools that are not dicts) are ``"error"`` too.
     """
+    runaway = _RUNAWAY.get(source)
+    if runaway is not None:
+        # A template that already ran away is not run again: every rule renders each template
+        # several times, and a hostile one would cost the full time limit on each call.
+        raise TemplateRenderError(runaway.kind, runaway.message)
     limits = _Limits(
         deadline=time.monotonic() + timeout if math.isfinite(timeout) else math.inf,
         max_chars=max_chars,
@@ -599,11 +613,15 @@ def render(
     except _DeadlinePassed:
         if alarm is not None:
             alarm.stop()  # the alarm may have interrupted the stop() above
-        raise TemplateRenderError("timeout", f"rendering took longer than {timeout:g} s") from None
+        error = TemplateRenderError("timeout", f"rendering took longer than {timeout:g} s")
+        _remember_runaway(source, error)
+        raise error from None
     except TemplateRenderError:
         raise
     except _OutputTooLarge as exc:
-        raise TemplateRenderError("too-large", str(exc)) from None
+        error = TemplateRenderError("too-large", str(exc))
+        _remember_runaway(source, error)
+        raise error from None
     except Exception as exc:
         raise _classify(exc) from exc
     finally:

@@ -31,8 +31,8 @@ def test_atomic_write_failure_keeps_original(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
 
-def test_repair_failure_midway_is_undoable(make_checkpoint, monkeypatch):
-    """A write that fails mid-repair surfaces as OSError; undo then restores every byte."""
+def test_repair_failure_midway_changes_nothing(make_checkpoint, monkeypatch):
+    """A write that fails mid-repair surfaces as OSError and is rolled back at once."""
     base = make_checkpoint("base")
     ft = make_checkpoint("ft", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
     before = tree_digest(ft)
@@ -47,8 +47,9 @@ def test_repair_failure_midway_is_undoable(make_checkpoint, monkeypatch):
     with pytest.raises(OSError, match="No space left"):
         ftfix.repair(base, ft)
     monkeypatch.setattr(fsio.os, "replace", real_replace)
-    assert (ft / "chat_template.jinja").read_bytes() == (ft / "chat_template.jinja").read_bytes()
-    ftfix.undo(ft)
+    assert tree_digest(ft) == before
+    with pytest.raises(ftfix.NothingToUndoError):
+        ftfix.undo(ft)
     assert tree_digest(ft) == before
 
 

@@ -34,6 +34,14 @@ HAS_ALARM = hasattr(signal, "setitimer")
 TEMPLATES_PY = str(Path(ftfix.templates.__file__))
 
 
+@pytest.fixture(autouse=True)
+def _forget_runaway_templates():
+    """Each test renders its hostile templates afresh (render() remembers runaway templates)."""
+    ftfix.templates._RUNAWAY.clear()
+    yield
+    ftfix.templates._RUNAWAY.clear()
+
+
 def render_error(source: str, messages: Any = None, **kwargs: Any) -> TemplateRenderError:
     with pytest.raises(TemplateRenderError) as info:
         render(source, USER if messages is None else messages, **kwargs)
@@ -554,3 +562,15 @@ def test_package_import_loads_neither_transformers_nor_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_runaway_template_is_not_run_twice():
+    """A template that timed out fails at once on the next render (rules render it many times)."""
+    source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    with pytest.raises(TemplateRenderError):
+        render(source, [{"role": "user", "content": "hi"}], timeout=0.2)
+    start = time.monotonic()
+    with pytest.raises(TemplateRenderError) as info:
+        render(source, [{"role": "user", "content": "hello"}], timeout=0.2)
+    assert info.value.kind == "timeout"
+    assert time.monotonic() - start < 0.05

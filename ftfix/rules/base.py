@@ -21,9 +21,13 @@ class Options:
 
     Args:
         template (`str`, *optional*): a chat template the user says the model was trained with.
+        init (`str`, *optional*, defaults to `"mean"`): how embedding repairs initialise rows:
+            `"mean"` (mean of trained rows) or `"subtokens"` (mean of the rows of the pieces the
+            token's text splits into).
     """
 
     template: str | None = None
+    init: str = "mean"
 
 
 @dataclass

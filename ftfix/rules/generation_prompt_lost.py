@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from ..edits import edit_chat_templates
 from ..findings import Applicability, Finding, Fix, Severity
 from ..registry import register
+from ..template_analysis import Verdict, compare, reference, reference_renders
 from .base import Context, Fixer
 from .missing_chat_template import has_tokenizer_files
 
@@ -34,7 +35,8 @@ class GenerationPromptLost(Fixer):
 
     ## Fix
     Restore the base's default template in every place the fine-tune stores one (other named
-    templates are kept).
+    templates are kept). With `--template FILE` the template in FILE is the reference instead of
+    the base's, both for the comparison and for the fix.
 
     ## Fix safety
     Safe: the two templates are shown to render every probe conversation identically except for
@@ -47,24 +49,25 @@ class GenerationPromptLost(Fixer):
     severity = Severity.ERROR
 
     def check(self, ctx: Context) -> Iterator[Finding]:
-        """Yield a finding when only the generation prompt differs from the base's render."""
-        base_source, target_source = ctx.base.chat_template(), ctx.target.chat_template()
+        """Yield a finding when only the generation prompt differs from the reference's render."""
+        ref = reference(ctx)
+        base_source = ref.default if ref is not None else None
+        target_source = ctx.target.chat_template()
         if base_source is None or target_source is None or base_source == target_source:
             return
         if not has_tokenizer_files(ctx):
             return
         tokens = ctx.target.special_tokens()
-        base, target = ctx.renders(base_source, tokens), ctx.renders(target_source, tokens)
-        base_ok, target_ok = base.by_name(), target.by_name()
-        shared = [name for name in base_ok if name in target_ok]
-        if not shared or any(base_ok[n].plain != target_ok[n].plain for n in shared):
+        base = reference_renders(ctx, base_source, tokens)
+        target = ctx.renders(target_source, tokens)
+        comparison = compare(target, base)
+        if comparison.verdict is not Verdict.GENERATION_PROMPT_LOST:
             return
-        lost = [n for n in shared if base_ok[n].with_prompt != target_ok[n].with_prompt]
-        if not lost:
-            return
-        probe = lost[0]
-        expected = base_ok[probe].generation_prompt
-        observed = target_ok[probe].generation_prompt
+        assert ref is not None
+        assert comparison.probe is not None
+        probe = comparison.probe
+        expected = base.by_name()[probe].generation_prompt
+        observed = target.by_name()[probe].generation_prompt
         if observed == "":
             what = "appends nothing"
         elif observed is None:
@@ -74,10 +77,11 @@ class GenerationPromptLost(Fixer):
         location = ctx.target.effective_template_location()
         templates = {**ctx.target.chat_templates(), "default": base_source}
         yield self.finding(
-            f"with add_generation_prompt=True the template {what}; base appends {expected!r}",
+            f"with add_generation_prompt=True the template {what}; {ref.label} appends"
+            f" {expected!r}",
             path=location.path if location else None,
             fix=Fix(
-                "Restore the base chat template",
+                f"Restore the {ref.noun} chat template",
                 Applicability.SAFE,
                 tuple(edit_chat_templates(ctx.target, templates)),
             ),
@@ -85,6 +89,6 @@ class GenerationPromptLost(Fixer):
                 "probe": probe,
                 "expected_generation_prompt": expected,
                 "observed_generation_prompt": observed,
-                "probes_compared": shared,
+                "probes_compared": list(comparison.shared),
             },
         )

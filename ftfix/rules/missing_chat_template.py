@@ -38,11 +38,13 @@ class MissingChatTemplate(Fixer):
     ## Fix
     Copy the base's templates, byte for byte, in the layout the fine-tune already uses
     (`chat_template.jinja` for transformers 5 folders, the `tokenizer_config.json` key for
-    transformers 4 folders).
+    transformers 4 folders). With `--template FILE` (`template=` in the API) the template in
+    FILE, the one the model was trained with, is installed instead.
 
     ## Fix safety
-    Safe: it only fills a gap with the base's own template. A template that differs from the
-    base is judged by other rules.
+    Safe: it only fills a gap, with the base's own template or the one the user named. A
+    template that differs from the base is judged by other rules; a fine-tune whose base has
+    no template either is FTX008.
     """
 
     code = "FTX001"
@@ -56,12 +58,21 @@ class MissingChatTemplate(Fixer):
             return
         if ctx.target.template_locations():
             return
-        edits = edit_chat_templates(ctx.target, base_templates)
         where = ctx.base.effective_template_location()
+        message = "no chat template; base model defines one" + (
+            f" in {where.describe()}" if where else ""
+        )
+        title = "Copy chat template from base"
+        installed = base_templates
+        if ctx.options.template is not None:
+            # The user named the template the model was trained with: it wins over the base's.
+            installed = {"default": ctx.options.template}
+            message += "; installing the --template template"
+            title = "Install the --template chat template"
+        edits = edit_chat_templates(ctx.target, installed)
         yield self.finding(
-            "no chat template; base model defines one"
-            + (f" in {where.describe()}" if where else ""),
+            message,
             path=edits[0].path if edits else CHAT_TEMPLATE_FILE,
-            fix=Fix("Copy chat template from base", Applicability.SAFE, tuple(edits)),
+            fix=Fix(title, Applicability.SAFE, tuple(edits)),
             data={"base_templates": sorted(base_templates)},
         )

@@ -16,7 +16,8 @@ import ftfix
 
 
 def _codes(report):
-    return [f.code for f in report.findings]
+    """Codes of the chat-template rules (FTX001-FTX009) only: other rules judge other files."""
+    return [f.code for f in report.findings if f.code < "FTX010"]
 
 
 @pytest.mark.parametrize("layout", ["v5", "v4"])
@@ -79,7 +80,7 @@ def test_fix_named_templates_restored(tmp_path):
     ftfix.repair(base, ft)
     assert (ft / "chat_template.jinja").read_text() == LLAMA3_TEMPLATE
     assert (ft / "additional_chat_templates" / "tool_use.jinja").read_text() == CHATML_TEMPLATE
-    assert ftfix.check(base, ft).findings == []
+    assert _codes(ftfix.check(base, ft)) == []
 
 
 def test_fix_v4_base_into_v5_finetune(make_checkpoint, tmp_path):
@@ -98,3 +99,16 @@ def test_check_writes_nothing(pair):
     before = tree_digest(ft)
     ftfix.check(base, ft)
     assert tree_digest(ft) == before
+
+
+def test_fix_template_option_wins_over_base(make_checkpoint, tmp_path):
+    """With --template, the template the model was trained with is installed, not the base's."""
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", chat_template=None)
+    trained = tmp_path / "trained.jinja"
+    trained.write_text(CHATML_TEMPLATE, "utf-8")
+    report = ftfix.repair(base, ft, select=["FTX001"], template=trained)
+    assert _codes(report) == ["FTX001"]
+    assert "--template" in report.findings[0].message
+    assert report.findings[0].fix.applicability.value == "safe"
+    assert (ft / "chat_template.jinja").read_text() == CHATML_TEMPLATE

@@ -1,0 +1,482 @@
+"""Judge chat templates by rendering: classify them, find their markers, splice a generation prompt.
+
+The template rules (FTX001-FTX008) share this module. Everything here renders templates through
+`ftfix.probes` / `ftfix.templates` (transformers' sandbox, under time and size limits) and never
+writes anything:
+
+* `reference()` picks what a fine-tune's template is judged against: the template the user gave
+  with `--template` (the one the model was trained with), else the base's templates.
+* `breakage()` says whether a template is broken: it does not compile, tries to escape the
+  sandbox, runs out of time or output, or fails on every probe conversation.
+* `compare()` classifies a template against the reference: same behaviour, generation prompt
+  lost (identical except what `add_generation_prompt` appends), or a different format.
+* `splice_generation_prompt()` gives a template that ignores `add_generation_prompt` a
+  generation-prompt branch derived by rendering, and proves it by rendering again.
+* `template_markers()` finds the special-looking markers a template emits, for the tokenizer to
+  encode.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from .probes import TemplateRenders, first_difference, render_all
+from .templates import TemplateRenderError, render
+from .turns import SENTINELS, assistant_frame
+
+if TYPE_CHECKING:
+    from .rules.base import Context
+
+__all__ = [
+    "Breakage",
+    "Comparison",
+    "Header",
+    "Reference",
+    "RenderFn",
+    "Splice",
+    "Verdict",
+    "assistant_header",
+    "breakage",
+    "compare",
+    "marker_style",
+    "markers_in",
+    "reference",
+    "reference_renders",
+    "splice_generation_prompt",
+    "template_markers",
+]
+
+RenderFn = Callable[[str, Mapping[str, str]], TemplateRenders]
+
+# Failures that say the template misbehaves, as opposed to refusing one conversation shape
+# ("raised": e.g. "system role not supported") or tripping over one (an undefined variable).
+_FATAL_KINDS = ("security", "timeout", "too-large")
+
+
+# --------------------------------------------------------------------------- reference
+@dataclass(frozen=True)
+class Reference:
+    """The templates a fine-tune's templates are judged against.
+
+    Args:
+        templates (`Mapping[str, str]`): name -> source; `default` is the unnamed template.
+        from_user (`bool`): the user gave it with `--template` / `template=`, else it is the
+            base's.
+    """
+
+    templates: Mapping[str, str]
+    from_user: bool = False
+
+    @property
+    def default(self) -> str | None:
+        """The default template, or `None` when the reference only has named ones."""
+        return self.templates.get("default")
+
+    @property
+    def noun(self) -> str:
+        """`base` or `--template`, as in "restore the base chat template"."""
+        return "--template" if self.from_user else "base"
+
+    @property
+    def label(self) -> str:
+        """`base` or `the --template template`, as the subject of a message."""
+        return "the --template template" if self.from_user else "base"
+
+
+def reference(ctx: Context) -> Reference | None:
+    """The template the user says the model was trained with, else the base's, else `None`."""
+    if ctx.options.template is not None:
+        return Reference({"default": ctx.options.template}, from_user=True)
+    templates = ctx.base.chat_templates()
+    return Reference(templates) if templates else None
+
+
+def reference_renders(ctx: Context, source: str, tokens: Mapping[str, str]) -> TemplateRenders:
+    """The reference template rendered with the fine-tune's special tokens, else the base's.
+
+    Rendering both templates with the same tokens keeps token changes out of template
+    comparisons; but a base template that needs a `bos_token` the fine-tune dropped (Qwen-style
+    `bos_token: null`) only renders with the base's own tokens.
+    """
+    renders = ctx.renders(source, tokens)
+    if breakage(renders) is None:
+        return renders
+    own = ctx.base.special_tokens()
+    return renders if own == dict(tokens) else ctx.renders(source, own)
+
+
+# --------------------------------------------------------------------------- breakage
+@dataclass(frozen=True)
+class Breakage:
+    """Why a template cannot be used.
+
+    Args:
+        kind (`str`): `syntax`, `security`, `timeout`, `too-large` or `fails-everywhere`.
+        error (`TemplateRenderError`): the first error of that kind.
+        probe (`str`, *optional*): the probe conversation it happened on.
+    """
+
+    kind: str
+    error: TemplateRenderError
+    probe: str | None = None
+
+    def describe(self) -> str:
+        """A lower-case clause for a finding message."""
+        on = f" on probe {self.probe!r}" if self.probe else ""
+        message = self.error.message
+        if self.kind == "syntax":
+            return f"does not compile: {message}"
+        if self.kind == "security":
+            return f"tried to escape the sandbox{on} and was stopped: {message}"
+        if self.kind == "timeout":
+            return f"ran out of time{on} and was stopped: {message}"
+        if self.kind == "too-large":
+            return f"was stopped{on} for producing too much output: {message}"
+        return f"fails on every probe conversation: {self.error.kind}: {message}"
+
+
+def breakage(renders: TemplateRenders, *, every_probe_counts: bool = True) -> Breakage | None:
+    """Whether a rendered template is broken, and how; `None` when it is usable.
+
+    Args:
+        renders (`TemplateRenders`): the template rendered over the probe conversations.
+        every_probe_counts (`bool`, *optional*, defaults to `True`): also call it broken when
+            no probe renders. Named templates (`tool_use`, `rag`) may need tools or documents
+            the probes do not carry, so for them only compile errors and sandbox, time and size
+            violations count.
+    """
+    if renders.compile_error is not None:
+        return Breakage("syntax", renders.compile_error)
+    for probe in renders.probes:
+        for result in (probe.plain, probe.with_prompt):
+            if isinstance(result, TemplateRenderError) and result.kind in _FATAL_KINDS:
+                return Breakage(result.kind, result, probe.probe)
+    if every_probe_counts and not renders.by_name():
+        first = renders.first_error()
+        if first is not None:
+            return Breakage("fails-everywhere", first)
+    return None
+
+
+# --------------------------------------------------------------------------- comparison
+class Verdict(str, Enum):
+    """How a template behaves compared with the reference's."""
+
+    SAME = "same"
+    GENERATION_PROMPT_LOST = "generation-prompt-lost"
+    FORMAT_CHANGED = "format-changed"
+    INCOMPARABLE = "incomparable"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The verdict of `compare()` and its evidence.
+
+    Args:
+        verdict (`Verdict`): the class.
+        probe (`str`, *optional*): the first probe whose renders differ.
+        observed (`str`): excerpt of the template's render from just before the difference.
+        expected (`str`): the reference's render, same place.
+        shared (`tuple[str, ...]`): probes both templates render (others are skipped).
+    """
+
+    verdict: Verdict
+    probe: str | None = None
+    observed: str = ""
+    expected: str = ""
+    shared: tuple[str, ...] = ()
+
+
+def compare(target: TemplateRenders, ref: TemplateRenders) -> Comparison:
+    """Classify `target` against `ref` over the probes both render.
+
+    Renders without the flag differ -> `FORMAT_CHANGED`; they agree but differ with the flag ->
+    `GENERATION_PROMPT_LOST`; all agree -> `SAME`. Shapes either template refuses are skipped;
+    with no shape in common the result is `INCOMPARABLE`.
+    """
+    mine, theirs = target.by_name(), ref.by_name()
+    shared = tuple(name for name in theirs if name in mine)
+    if not shared:
+        return Comparison(Verdict.INCOMPARABLE)
+    for flagged in (False, True):
+        for name in shared:
+            observed = mine[name].with_prompt if flagged else mine[name].plain
+            expected = theirs[name].with_prompt if flagged else theirs[name].plain
+            # by_name() only holds probes that rendered both ways.
+            assert isinstance(observed, str)
+            assert isinstance(expected, str)
+            if observed != expected:
+                verdict = Verdict.GENERATION_PROMPT_LOST if flagged else Verdict.FORMAT_CHANGED
+                obs, exp = first_difference(observed, expected, context=48)
+                return Comparison(verdict, name, obs, exp, shared)
+    return Comparison(Verdict.SAME, shared=shared)
+
+
+# --------------------------------------------------------------------------- assistant header
+_USER = {"role": "user", "content": "hello"}
+_USER_2 = {"role": "user", "content": "how are you"}
+
+
+def _render_or_none(
+    source: str, messages: list[dict[str, str]], tokens: Mapping[str, str], flag: bool
+) -> str | None:
+    try:
+        return render(source, messages, add_generation_prompt=flag, special_tokens=tokens)
+    except TemplateRenderError:
+        return None
+
+
+def _role_insensitive(source: str, tokens: Mapping[str, str]) -> bool:
+    """The template prints a second user turn exactly as it prints an assistant turn."""
+    answer = {"role": "assistant", "content": SENTINELS[0]}
+    as_user = {"role": "user", "content": SENTINELS[0]}
+    assistant_text = _render_or_none(source, [_USER, answer], tokens, False)
+    user_text = _render_or_none(source, [_USER, as_user], tokens, False)
+    # A template that refuses two user turns in a row does know the roles apart.
+    return user_text is not None and user_text == assistant_text
+
+
+@dataclass(frozen=True)
+class Header:
+    r"""What a template prints before an assistant answer, and what it only prints at the end.
+
+    Args:
+        text (`str`): the assistant header, e.g. `<|im_start|>assistant\n`.
+        suffix (`str`): text the template prints after a final user turn but not before an
+            answer, i.e. at the end of every conversation (Phi-3's `eos_token` when the flag is
+            off); `""` for most templates.
+    """
+
+    text: str
+    suffix: str = ""
+
+
+def _split_head(user_only: str, head: str) -> Header:
+    """Split `head` (everything before an answer) against the render that ends the user turn."""
+    common = 0
+    for a, b in zip(user_only, head, strict=False):
+        if a != b:
+            break
+        common += 1
+    if common == len(user_only):
+        return Header(head[common:])
+    # The character-level common prefix can run into a marker both continuations start with
+    # (`</s>` vs `<|assistant|>` share `<`); move the cut back to where the header starts a
+    # marker or a line, which renders the same and reads right.
+    for back in range(min(common, 16) + 1):
+        cut = common - back
+        rest = head[cut:]
+        if _MARKER.match(rest) or (cut > 0 and head[cut - 1] == "\n"):
+            return Header(rest, user_only[cut:])
+    return Header(head[common:], user_only[common:])
+
+
+def assistant_header(source: str, special_tokens: Mapping[str, str]) -> tuple[Header | None, str]:
+    r"""What the template prints between a user turn and an assistant answer.
+
+    Two different sentinel answers are rendered after a user turn (`turns.assistant_frame`);
+    the header is the common text between the user-only render and the answer. A template that
+    also ends every conversation with some text (Phi-3 prints `eos_token` unless the flag is
+    set) gets that text as the header's `suffix`.
+
+    Returns:
+        `(header, "")`, or `(None, reason)` when there is none to find: the template cannot
+        render the conversation, frames the two answers differently, or is role-insensitive
+        (frames a user turn exactly like an assistant turn, so no header says "the assistant
+        speaks now").
+    """
+    frame = assistant_frame(source, special_tokens)
+    found: Header | None = Header(frame.header) if frame is not None else None
+    if found is None:
+        user_only = _render_or_none(source, [_USER], special_tokens, False)
+        heads = []
+        for sentinel in SENTINELS:
+            answer = {"role": "assistant", "content": sentinel}
+            text = _render_or_none(source, [_USER, answer], special_tokens, False)
+            if text is None or text.count(sentinel) != 1:
+                break
+            heads.append(text[: text.index(sentinel)])
+        if user_only is not None and len(heads) == 2 and heads[0] == heads[1]:
+            found = _split_head(user_only, heads[0])
+    if found is None:
+        return None, "cannot find what the template prints before an assistant answer"
+    if _role_insensitive(source, special_tokens):
+        return None, "the template frames user and assistant turns alike (role-insensitive)"
+    return found, ""
+
+
+# --------------------------------------------------------------------------- splice
+@dataclass(frozen=True)
+class Splice:
+    """A template with a spliced generation-prompt branch, or why there is none.
+
+    Args:
+        source (`str`, *optional*): the new template, proven by rendering.
+        header (`Header`, *optional*): the generation prompt it appends (the assistant header),
+            and the conversation-end text it drops when the flag is set.
+        reason (`str`): why no splice was made, `""` on success.
+    """
+
+    source: str | None
+    header: Header | None
+    reason: str = ""
+
+
+def _jinja_string(text: str) -> str:
+    """`text` as a single-quoted Jinja string literal that evaluates back to `text`."""
+    escaped = []
+    for char in text:
+        if char == "\\":
+            escaped.append("\\\\")
+        elif char == "'":
+            escaped.append("\\'")
+        elif char == "\n":
+            escaped.append("\\n")
+        elif char == "\r":
+            escaped.append("\\r")
+        elif char == "\t":
+            escaped.append("\\t")
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            escaped.append(f"\\x{ord(char):02x}")
+        else:
+            # Jinja decodes literals with unicode-escape after backslash-escaping non-ASCII,
+            # so other characters (e.g. DeepSeek's fullwidth bars) can stay as they are.
+            escaped.append(char)
+    return "'" + "".join(escaped) + "'"
+
+
+# The variable that captures the template's output when a conversation-end suffix must go.
+_CAPTURE = "ftfix_rendered"
+
+
+def _with_branch(source: str, header: Header) -> str:
+    # Jinja drops one trailing newline of a template (keep_trailing_newline=False); anything
+    # appended after it would make that newline count, so the branch goes before it. `{%+`
+    # stops lstrip_blocks from eating spaces the template leaves at the end of its last line.
+    body, newline = source, ""
+    for ending in ("\r\n", "\n"):
+        if source.endswith(ending):
+            body, newline = source[: -len(ending)], ending
+            break
+    prompt = _jinja_string(header.text)
+    if not header.suffix:
+        return body + "{%+ if add_generation_prompt %}{{ " + prompt + " }}{% endif %}" + newline
+    # The template ends every conversation with the suffix (e.g. eos_token): capture its
+    # output, and with the flag replace that suffix by the prompt. The newline after the
+    # opening tag is eaten by trim_blocks, so a template starting with one keeps it.
+    suffix = _jinja_string(header.suffix)
+    return (
+        "{% set " + _CAPTURE + " %}\n" + body + "{%+ endset %}"
+        "{%+ if add_generation_prompt and " + _CAPTURE + ".endswith(" + suffix + ") %}"
+        "{{ " + _CAPTURE + "[:-" + str(len(header.suffix)) + "] ~ " + prompt + " }}"
+        "{%+ else %}{{ " + _CAPTURE + " }}{% endif %}" + newline
+    )
+
+
+def _history_matches(source: str, header: str, tokens: Mapping[str, str]) -> bool:
+    """With the flag, the prompt ends exactly where training put an assistant answer."""
+    earlier = {"role": "assistant", "content": SENTINELS[0]}
+    answer = {"role": "assistant", "content": SENTINELS[1]}
+    prompt = _render_or_none(source, [_USER, earlier, _USER_2], tokens, True)
+    full = _render_or_none(source, [_USER, earlier, _USER_2, answer], tokens, False)
+    if prompt is None or full is None or not prompt.endswith(header):
+        return False
+    return full.startswith(prompt) and full[len(prompt) :].startswith(SENTINELS[1])
+
+
+def splice_generation_prompt(
+    source: str, special_tokens: Mapping[str, str], renders: RenderFn = render_all
+) -> Splice:
+    """Give a template that ignores `add_generation_prompt` a generation-prompt branch.
+
+    The prompt is the assistant header (`assistant_header`). The new template appends it,
+    when the flag is set, after everything the template prints (replacing the text a template
+    ends every conversation with, if any). It is accepted only if, on every probe the old
+    template renders: the render without the flag is unchanged; the render with the flag
+    differs from it and ends with the header; and in a multi-turn conversation the prompt ends
+    exactly where the template puts the next assistant answer (the spliced prompt equals what
+    the template prints before historical assistant turns).
+
+    Args:
+        source (`str`): the template that ignores the flag.
+        special_tokens (`Mapping[str, str]`): the checkpoint's special tokens.
+        renders (`RenderFn`, *optional*): renders a template over the probes (pass
+            `ctx.renders` to share its cache).
+
+    Returns:
+        `Splice`: with `source` set on success, else `reason` says what failed.
+    """
+    header, why = assistant_header(source, special_tokens)
+    if header is None:
+        return Splice(None, None, why)
+    if not header.text.strip():
+        return Splice(None, header, "the assistant header is only whitespace")
+    spliced = _with_branch(source, header)
+    old, new = renders(source, special_tokens), renders(spliced, special_tokens)
+    if new.compile_error is not None:
+        return Splice(None, header, f"the spliced template does not compile: {new.compile_error}")
+    before, after = old.by_name(), new.by_name()
+    if not before:
+        return Splice(None, header, "the template renders no probe conversation")
+    for name, probe in before.items():
+        result = after.get(name)
+        if result is None or result.plain != probe.plain:
+            return Splice(None, header, f"splicing changes probe {name!r} without the flag")
+        flagged, expected = result.with_prompt, probe.plain
+        assert isinstance(expected, str)  # by_name() only holds probes that rendered
+        if header.suffix and expected.endswith(header.suffix):
+            expected = expected[: -len(header.suffix)]
+        if flagged != expected + header.text:
+            return Splice(None, header, f"with the flag probe {name!r} does not add the header")
+    if not _history_matches(spliced, header.text, special_tokens):
+        return Splice(
+            None, header, "the prompt does not end where the template puts an assistant answer"
+        )
+    return Splice(spliced, header)
+
+
+# --------------------------------------------------------------------------- markers
+# Special-looking markers: <|im_start|>, DeepSeek's <｜Assistant｜>, <start_of_turn> / </s>,
+# [INST] / [/INST]. `<<SYS>>` is prose (Llama 2 spells it out), hence the look-arounds.
+_MARKER = re.compile(
+    r"<\|[^<>|\s]{1,64}\|>"
+    r"|<｜[^<>｜\s]{1,64}｜>"
+    r"|(?<!<)</?[A-Za-z_][\w.:-]{0,63}>(?!>)"
+    r"|\[/?[A-Z][A-Z0-9_]{1,63}\]"
+)
+
+
+def marker_style(marker: str) -> str:
+    """`pipe` (`<|x|>`), `fullwidth` (`<｜x｜>`), `tag` (`<x>`, `</x>`) or `bracket` (`[X]`)."""
+    if marker.startswith("<|"):
+        return "pipe"
+    if marker.startswith("<｜"):
+        return "fullwidth"
+    if marker.startswith("["):
+        return "bracket"
+    return "tag"
+
+
+def markers_in(text: str) -> list[str]:
+    """Special-looking markers in `text`, in order, repeats included."""
+    return [match.group(0) for match in _MARKER.finditer(text)]
+
+
+def template_markers(renders: TemplateRenders) -> list[str]:
+    """Special-looking markers in a template's renders, in order of first appearance."""
+    seen: dict[str, None] = {}
+    for text in _texts(renders):
+        for marker in markers_in(text):
+            seen.setdefault(marker, None)
+    return list(seen)
+
+
+def _texts(renders: TemplateRenders) -> Iterator[str]:
+    for probe in renders.probes:
+        for result in (probe.plain, probe.with_prompt):
+            if isinstance(result, str):
+                yield result
