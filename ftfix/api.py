@@ -9,7 +9,12 @@ from pathlib import Path
 
 from . import fsio, registry
 from .checkpoint import Checkpoint, Kind, resolve_path
-from .errors import IncompatibleCheckpointsError, InvalidCheckpointError
+from .errors import (
+    CheckpointNotFoundError,
+    IncompatibleCheckpointsError,
+    InvalidCheckpointError,
+    UsageError,
+)
 from .findings import Severity
 from .plan import Plan, build
 from .report import Mode, Report
@@ -74,16 +79,24 @@ def _open_pair(
     return source, target
 
 
-def _options(template: PathLike | str | None) -> Options:
+def _options(template: PathLike | str | None, init: str = "mean") -> Options:
+    if init not in ("mean", "subtokens"):
+        raise UsageError(
+            "init", f"unknown row initialisation {init!r}", hint="use mean or subtokens"
+        )
     if template is None:
-        return Options()
-    path = Path(os.fspath(template))
+        return Options(init=init)
+    text = os.fspath(template)
+    path = Path(text)
     if path.is_file():
         try:
-            return Options(template=path.read_text("utf-8"))
+            return Options(template=path.read_text("utf-8"), init=init)
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidCheckpointError(path, f"cannot read template: {exc}") from exc
-    return Options(template=os.fspath(template))
+    if "{{" not in text and "{%" not in text:
+        # Neither a file nor Jinja: almost certainly a mistyped path, not a template.
+        raise CheckpointNotFoundError(text, "template file not found", hint="pass a .jinja file")
+    return Options(template=text, init=init)
 
 
 def _report(
@@ -157,6 +170,7 @@ def repair(
     output: PathLike | None = None,
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
+    init: str = "mean",
 ) -> Report:
     """Fix what can be fixed safely, then check again.
 
@@ -179,6 +193,8 @@ def repair(
         fail_on (`Severity` or `str`, *optional*, defaults to `"error"`): lowest severity that
             makes `report.exit_code` 1.
         template (`str` or `os.PathLike`, *optional*): the chat template the model was trained with.
+        init (`str`, *optional*, defaults to `"mean"`): how unsafe embedding repairs set rows:
+            `"mean"` of trained rows, or `"subtokens"` (mean of the rows of the token's pieces).
 
     Returns:
         `Report`: `report.remaining` holds what a re-check still finds.
@@ -196,7 +212,7 @@ def repair(
     """
     source, target = _open_pair(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
-    options = _options(template)
+    options = _options(template, init)
     plan = build(
         source, target, fixers, apply_fixes=True, unsafe_fixes=unsafe_fixes, options=options
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -408,16 +409,7 @@ class Checkpoint:
         data = self.read_bytes("tokenizer.json")
         if data is None:
             return None
-        import tokenizers
-
-        try:
-            return tokenizers.Tokenizer.from_str(data.decode("utf-8"))
-        except Exception as exc:  # tokenizers raises bare Exception subclasses for bad files
-            raise InvalidCheckpointError(
-                self._safe_path("tokenizer.json"),
-                f"cannot load tokenizer.json: {exc}",
-                hint="copy tokenizer.json again from the base model",
-            ) from exc
+        return _parse_tokenizer(data, self._safe_path("tokenizer.json"))
 
     def tokenizer(self) -> tokenizers.Tokenizer | None:
         """The fast tokenizer from `tokenizer.json`, or `None` when there is none."""
@@ -497,6 +489,33 @@ class Checkpoint:
             base = Path(dirpath).relative_to(self.root)
             for name in filenames:
                 yield (base / name).as_posix()
+
+
+# Parsed tokenizers by content: a base and its fine-tune usually share tokenizer.json, and the
+# staged views and the re-check after a repair see the same bytes again. A Llama-3 tokenizer.json
+# takes about a second and 180 MB to parse, so parse each content once per process.
+_TOKENIZERS: dict[str, tokenizers.Tokenizer] = {}
+
+
+def _parse_tokenizer(data: bytes, path: Path) -> tokenizers.Tokenizer:
+    key = hashlib.sha256(data).hexdigest()
+    cached = _TOKENIZERS.get(key)
+    if cached is not None:
+        return cached
+    import tokenizers
+
+    try:
+        parsed = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as exc:  # tokenizers raises bare Exception subclasses for bad files
+        raise InvalidCheckpointError(
+            path,
+            f"cannot load tokenizer.json: {exc}",
+            hint="copy tokenizer.json again from the base model",
+        ) from exc
+    if len(_TOKENIZERS) >= 4:
+        _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
+    _TOKENIZERS[key] = parsed
+    return parsed
 
 
 def _text(ckpt: Checkpoint, rel: str, data: bytes) -> str:

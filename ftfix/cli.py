@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     repair.add_argument(
         "-o", "--output", metavar="OUT", help="write a repaired copy to OUT instead"
     )
+    repair.add_argument(
+        "--init",
+        choices=("mean", "subtokens"),
+        default="mean",
+        help="unsafe embedding repairs: mean of trained rows, or of the token's pieces' rows",
+    )
 
     undo = sub.add_parser("undo", help="restore what the last repair changed")
     undo.add_argument("finetuned")
@@ -192,6 +198,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         output=args.output,
         fail_on=args.fail_on,
         template=args.template,
+        init=args.init,
     )
 
 

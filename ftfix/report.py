@@ -14,6 +14,11 @@ from .findings import Applicability, Finding, Severity
 __all__ = ["JSON_SCHEMA_VERSION", "Report"]
 
 JSON_SCHEMA_VERSION = 1
+_EDIT_KINDS = {
+    "FileEdit": "file",
+    "TensorRowsEdit": "tensor-rows",
+    "TensorResizeEdit": "tensor-resize",
+}
 Mode = Literal["check", "dry-run", "repair"]
 
 
@@ -161,7 +166,7 @@ class Report:
                     "applied": finding.key() in applied,
                     "skipped_reason": self.skipped.get(finding.key()),
                     "edits": [
-                        {"path": e.path, "kind": "file" if hasattr(e, "after") else "tensor-rows"}
+                        {"path": e.path, "kind": _EDIT_KINDS.get(type(e).__name__, "file")}
                         for e in finding.fix.edits
                     ],
                 }

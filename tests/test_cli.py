@@ -215,3 +215,23 @@ def test_adapter_alone_uses_declared_base(make_checkpoint, tmp_path, capsys):
     (adapter / "adapter_config.json").write_text('{"peft_type": "LORA"}')
     assert main(["check", str(adapter)]) == 2
     assert "no base model given and none declared" in capsys.readouterr().err
+
+
+def test_repair_init_subtokens(make_checkpoint, capsys):
+    """--init subtokens initialises an untrained added token from its pieces; check then warns."""
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", added_tokens=["<|tool|>"], zero_rows=[98])
+    args = ["--unsafe-fixes", "--init", "subtokens", "--select", "FTX102", str(base), str(ft)]
+    assert main(["repair", *args]) == 0
+    capsys.readouterr()
+    assert main(["check", "--select", "FTX1", str(base), str(ft)]) == 0
+    assert "FTX103 warning" in capsys.readouterr().out
+
+
+def test_template_path_typo_is_bad_input(pair, capsys):
+    """--template naming a file that does not exist is bad input, not a one-line template."""
+    base, ft = pair
+    before = tree_digest(ft)
+    assert main(["repair", "--template", "nosuch.jinja", str(base), str(ft)]) == 2
+    assert "nosuch.jinja: template file not found" in capsys.readouterr().err
+    assert tree_digest(ft) == before

@@ -58,3 +58,43 @@ def test_ci_gate(tmp_path):
         cwd=tmp_path,
     )
     assert _run(*gate, cwd=tmp_path).returncode == 0
+
+
+def test_notebook_script(tmp_path):
+    """examples/notebook.py runs top to bottom: check, dry-run diff, repair, HTML, undo."""
+    done = _run(
+        sys.executable, str(ROOT / "examples" / "notebook.py"), str(tmp_path / "nb"), cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert "FTX002 error" in done.stdout
+    assert "+++ b/chat_template.jinja" in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_one_off_script(tmp_path):
+    """examples/one_off.sh repairs the toy fine-tune and ends with a clean check."""
+    out = tmp_path / "demo"
+    _run(sys.executable, str(ROOT / "examples" / "make_toy_checkpoints.py"), str(out), cwd=tmp_path)
+    done = _run(
+        "bash",
+        str(ROOT / "examples" / "one_off.sh"),
+        str(out / "base"),
+        str(out / "finetuned"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "All checks passed." in done.stdout
+
+
+@pytest.mark.slow
+def test_end_of_training_example(tmp_path):
+    """end_of_training.py: 4 training steps; every checkpoint and the final model repaired."""
+    done = _run(
+        sys.executable,
+        str(ROOT / "examples" / "end_of_training.py"),
+        str(tmp_path / "t"),
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checkpoint-2: repaired ['FTX002']" in done.stdout
+    assert "checkpoint-4: repaired ['FTX002']" in done.stdout
