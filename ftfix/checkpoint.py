@@ -399,7 +399,7 @@ class Checkpoint:
             values.update({k: legacy[k] for k in SPECIAL_TOKEN_KEYS if legacy.get(k) is not None})
         tokens = {}
         for key, value in values.items():
-            text = _token_text(value)
+            text = token_text(value)
             if text is not None:
                 tokens[key] = text
         return tokens
@@ -541,7 +541,8 @@ def _named_templates(value: Any) -> list[tuple[str, str]]:
     return []
 
 
-def _token_text(value: Any) -> str | None:
+def token_text(value: Any) -> str | None:
+    """A special token's text from a string or an AddedToken-style dict, else `None`."""
     if isinstance(value, str):
         return value
     if isinstance(value, dict) and isinstance(value.get("content"), str):

@@ -25,7 +25,7 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from .checkpoint import Checkpoint, Kind
+from .checkpoint import Checkpoint, Kind, token_text
 from .errors import InvalidCheckpointError
 from .findings import TensorRowsEdit, sha256_hex
 from .safetensors_io import SafetensorsFile, rows_from_float32, rows_to_float32
@@ -706,14 +706,6 @@ class TokenInfo:
 _ROLE_ORDER = ("added", "template", "end-of-turn", "bos", "eos", "pad", "unk", "stop", "special")
 
 
-def _token_text(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])
-    return None
-
-
 def _listed_specials(config: Mapping[str, Any]) -> list[str]:
     found = []
     for key in ("additional_special_tokens", "extra_special_tokens"):
@@ -721,7 +713,7 @@ def _listed_specials(config: Mapping[str, Any]) -> list[str]:
         items = value.values() if isinstance(value, dict) else value
         if isinstance(items, list) or isinstance(value, dict):
             for item in items or ():
-                text = _token_text(item)
+                text = token_text(item)
                 if text is not None:
                     found.append(text)
     return found

@@ -39,7 +39,6 @@ __all__ = [
     "eos_value",
     "find_end_of_turn",
     "generation_config_for",
-    "same_vocabulary",
     "stop_setup",
     "token_name",
     "token_vocabulary",
@@ -175,26 +174,6 @@ def describe_ids(ckpt: Checkpoint, value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(map(one, ids)) + "]"
     return one(ids[0]) if ids else "not set"
-
-
-def same_vocabulary(a: Checkpoint, b: Checkpoint) -> bool:
-    """Whether two tokenizers map tokens to the same ids (checked without comparing every entry).
-
-    With `tokenizer.json` on both sides: same size and the same added tokens at the same ids.
-    Otherwise the vocabulary files must be byte-identical and the added tokens equal.
-    """
-    ta, tb = a.tokenizer(), b.tokenizer()
-    if ta is not None and tb is not None:
-        if ta.get_vocab_size(with_added_tokens=True) != tb.get_vocab_size(with_added_tokens=True):
-            return False
-        decoded_a = {i: t.content for i, t in ta.get_added_tokens_decoder().items()}
-        decoded_b = {i: t.content for i, t in tb.get_added_tokens_decoder().items()}
-        return decoded_a == decoded_b
-    files = ("tokenizer.json", "vocab.json", "merges.txt", "tokenizer.model")
-    present = [f for f in files if a.exists(f) or b.exists(f)]
-    if not present or any(a.read_bytes(f) != b.read_bytes(f) for f in present):
-        return False
-    return token_vocabulary(a) == token_vocabulary(b)
 
 
 # ---------------------------------------------------------------------- end of turn

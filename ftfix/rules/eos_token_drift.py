@@ -15,10 +15,10 @@ from ..stops import (
     describe_ids,
     eos_ids,
     find_end_of_turn,
-    same_vocabulary,
     stop_setup,
     token_vocabulary,
 )
+from ..vocab import compatible
 from .base import Context, Fixer
 
 
@@ -125,7 +125,7 @@ class EosTokenDrift(Fixer):
         drifted = base_eos is not None and base_eos != eos
         if not drifted and _base_end_of_turn(base) == setup.token:
             return  # the base pairs this eos with this turn end by design
-        safe = drifted and base_eos == setup.token and same_vocabulary(target, base)
+        safe = drifted and base_eos == setup.token and compatible(base, target) == "same"
         if drifted:
             message = (
                 f"tokenizer eos_token is {eos} but the base's is {base_eos} and assistant turns "
@@ -160,7 +160,7 @@ class EosTokenDrift(Fixer):
             return
         generation = target.generation_config or {}
         covered = setup.token_id in eos_ids(generation.get("eos_token_id"))
-        safe = same_vocabulary(target, base)
+        safe = compatible(base, target) == "same"
         edit = edit_json(target, "config.json", {"eos_token_id": base_value})
         yield self.finding(
             f"config.json eos_token_id is {describe_ids(setup.tokenizer, value)} but the base's "
