@@ -40,9 +40,10 @@ def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
     """
     folder = resolve_path(path, role=role)
     fsio.recover(folder, writer=writer)
-    ckpt = Checkpoint.open(path, role=role)
+    display = os.fspath(path)
+    ckpt = Checkpoint.open(folder, role=role, display=display)
     if ckpt.root != folder and fsio.recover(ckpt.root, writer=writer):  # a trainer root's
-        ckpt = Checkpoint.open(path, role=role)  # newest checkpoint-N
+        ckpt = Checkpoint.open(folder, role=role, display=display)  # newest checkpoint-N
     if role == "finetuned" and ckpt.kind in (Kind.MERGED, Kind.ADAPTER):
         pickled = [name for name in _PICKLED if ckpt.exists(name)]
         if pickled and not ckpt.weight_files():

@@ -99,13 +99,28 @@ def resolve_path(path: str | os.PathLike[str], *, role: str) -> Path:
             return snapshot
         raise CheckpointNotFoundError(
             text,
-            "not a local folder and not in the local Hugging Face cache",
-            hint=f"download it first (`hf download {text}`) or pass the folder of the base model",
+            "not a local folder and not in the local Hugging Face cache"
+            + ("" if _offline() else ", and it could not be downloaded"),
+            hint=f"check the id, or download it first (`hf download {text}`), or pass the base's "
+            "folder",
         )
     raise CheckpointNotFoundError(text, "no such file or directory", hint=f"check the {role} path")
 
 
+# What a base fetched from the Hub may skip: ftfix reads configs, tokenizer and template files,
+# and weights only through rules that can do without the base's.
+_WEIGHT_PATTERNS = (
+    "*.safetensors", "*.bin", "*.pt", "*.pth", "*.gguf", "*.h5", "*.msgpack", "*.onnx",
+    "*.index.json",
+)  # fmt: skip
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
 def _cached_snapshot(repo_id: str) -> Path | None:
+    """The local snapshot of `repo_id`; when online and not cached, its small files only."""
     # Imported here: huggingface_hub is only needed when a base is given as a Hub id.
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
@@ -117,7 +132,17 @@ def _cached_snapshot(repo_id: str) -> Path | None:
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except (LocalEntryNotFoundError, OSError, ValueError):
+        if _offline():
+            return None
+    logger.info("downloading the configs and tokenizer files of %s (no weights)", repo_id)
+    try:
+        folder = snapshot_download(
+            repo_id, cache_dir=cache_dir, ignore_patterns=list(_WEIGHT_PATTERNS)
+        )
+    except Exception as exc:  # network, auth, missing repo: the caller reports "not found"
+        logger.info("could not download %s: %s", repo_id, exc)
         return None
+    return Path(folder)
 
 
 def _checkpoint_dirs(folder: Path) -> list[tuple[int, Path]]:
@@ -171,7 +196,9 @@ class Checkpoint:
 
     # ----------------------------------------------------------------- opening
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, role: str = "finetuned") -> Checkpoint:
+    def open(
+        cls, path: str | os.PathLike[str], *, role: str = "finetuned", display: str | None = None
+    ) -> Checkpoint:
         """Open a checkpoint folder.
 
         A trainer output root (a folder of `checkpoint-N/` folders and no model of its own)
@@ -181,13 +208,15 @@ class Checkpoint:
             path (`str` or `os.PathLike`): the folder (or, for `role="base"`, a Hub id).
             role (`str`, *optional*, defaults to `"finetuned"`): `"base"` or `"finetuned"`,
                 for messages.
+            display (`str`, *optional*): how to name the checkpoint in reports (defaults to
+                `path` as given; a Hub id keeps its id).
 
         Raises:
             `CheckpointNotFoundError`: the path does not exist.
             `InvalidCheckpointError`: the folder holds no Hugging Face checkpoint files.
         """
         folder = resolve_path(path, role=role)
-        display = os.fspath(path)
+        display = os.fspath(path) if display is None else display
         kind = _classify(folder)
         if kind is None:
             steps = _checkpoint_dirs(folder)

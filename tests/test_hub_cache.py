@@ -58,3 +58,46 @@ def test_repair_of_a_cache_snapshot_replaces_symlinks(tmp_path, monkeypatch):
     assert tree_digest(cache / "models--me--ft" / "blobs") == blobs_before
     assert not (snapshot / "chat_template.jinja").is_symlink()
     assert transformers_render(snapshot).endswith(LLAMA3_ASSISTANT_HEADER)
+
+
+def test_online_base_fetches_small_files_only(tmp_path, monkeypatch):
+    """Online and not cached: the base's configs and tokenizer are fetched, weights are skipped.
+
+    The Hub is unreachable here, so huggingface_hub's snapshot_download is replaced by a stand-in
+    that serves a real base folder the way the Hub would, honouring ignore_patterns.
+    """
+    import fnmatch
+    import shutil
+
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    source = build_merged(tmp_path / "hub-side", shards=2)
+    served = tmp_path / "downloaded"
+    calls = []
+
+    def fake_snapshot_download(
+        repo_id, *, local_files_only=False, cache_dir=None, ignore_patterns=()
+    ):
+        calls.append(
+            {"repo_id": repo_id, "local_files_only": local_files_only, "ignore": ignore_patterns}
+        )
+        if local_files_only:
+            raise LocalEntryNotFoundError("not cached")
+        for file in source.iterdir():
+            if not any(fnmatch.fnmatch(file.name, pattern) for pattern in ignore_patterns):
+                served.mkdir(exist_ok=True)
+                shutil.copy(file, served / file.name)
+        return str(served)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    ft = build_merged(tmp_path / "ft", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
+
+    report = ftfix.repair("org/online-base", ft)
+
+    assert [c["local_files_only"] for c in calls] == [True, False]
+    assert "FTX002" in [f.code for f in report.applied]
+    assert sorted(p.name for p in served.iterdir() if p.suffix == ".safetensors") == []
+    assert not (served / "model.safetensors.index.json").exists()
+    assert (served / "tokenizer.json").exists()
