@@ -36,6 +36,7 @@ def rules_table() -> str:
     for fixer in all_fixers():
         doc = fixer.documentation()
         safety = _first_sentence(section(doc, "Fix safety")).split()[0].lower()
+        safety = "none" if safety in ("no", "none") else safety
         lines.append(
             f"| {fixer.code} | `{fixer.name}` | {fixer.severity.value} | {fixer.summary()} "
             f"| {_first_sentence(section(doc, 'Fix'))} | {safety} |"

@@ -121,6 +121,18 @@ CHATML_TEMPLATE_NO_GEN_PROMPT = (
 )
 CHATML_TEMPLATE = CHATML_TEMPLATE_NO_GEN_PROMPT + _CHATML_GEN_PROMPT
 
+# A Qwen2-VL-style ChatML template: image parts become paired vision markers.
+VL_MARKERS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
+VL_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
 _UNSET: Any = object()
 
 

@@ -13,22 +13,19 @@ import json
 import shutil
 
 import pytest
-from ckpt_builders import SPECIALS_CHATML, build_merged, copy_checkpoint, tree_digest
+from ckpt_builders import (
+    SPECIALS_CHATML,
+    VL_MARKERS,
+    VL_TEMPLATE,
+    build_merged,
+    copy_checkpoint,
+    tree_digest,
+)
 from helpers import set_json_key
 
 import ftfix
 
 OURS = ["FTX02"]
-VL_MARKERS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
-VL_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 AUDIO_MARKERS = ["<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
 AUDIO_TEMPLATE = VL_TEMPLATE.replace("'image'", "'audio'").replace(
     "<|vision_start|><|image_pad|><|vision_end|>", "<|audio_bos|><|AUDIO|><|audio_eos|>"

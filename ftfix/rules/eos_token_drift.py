@@ -97,8 +97,8 @@ class EosTokenDrift(Fixer):
     base's value.
 
     ## Fix safety
-    Unsafe except when it restores the base's value on the base's vocabulary and the restored
-    token is what the fine-tune's template ends turns with (then safe). Setting any other eos
+    Depends: safe when it restores the base's value on the base's vocabulary and the restored
+    token is what the fine-tune's template ends turns with; unsafe otherwise. Setting any other eos
     changes which token the tokenizer calls eos, and so what data collators append.
     """
 

@@ -6,21 +6,12 @@ import json
 import shutil
 
 import pytest
-from ckpt_builders import SPECIALS_CHATML, build_merged, copy_checkpoint
+from ckpt_builders import SPECIALS_CHATML, VL_MARKERS, VL_TEMPLATE, build_merged, copy_checkpoint
 
 import ftfix
 
 OURS = ["FTX025"]
-MARKERS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
-VL_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
+MARKERS = VL_MARKERS
 
 
 def _vlm(path, *, added=tuple(MARKERS), template=VL_TEMPLATE, processor=True, **kw):

@@ -9,6 +9,8 @@ import pytest
 from ckpt_builders import (
     CHATML_TEMPLATE,
     SPECIALS_CHATML,
+    VL_MARKERS,
+    VL_TEMPLATE,
     build_merged,
     copy_checkpoint,
     tree_digest,
@@ -17,16 +19,6 @@ from ckpt_builders import (
 import ftfix
 
 OURS = ["FTX026"]
-VL_MARKERS = ["<|vision_start|>", "<|vision_end|>", "<|image_pad|>"]
-VL_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
-    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
 MINICPM_MARKERS = ["<image>", "</image>", "<slice>", "</slice>"]
 # The keys MiniCPM-V's preprocessor_config.json uses (see ../shared/realworld/minicpm-v-2).
 MINICPM_PREPROCESSOR = {
