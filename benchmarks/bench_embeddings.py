@@ -80,26 +80,15 @@ def special_tokens() -> dict[int, str]:
     return tokens
 
 
-def _byte_chars() -> dict[int, str]:
-    # GPT-2's reversible byte -> printable character table, which byte-level BPE vocabularies use.
-    printable = [*range(33, 127), *range(161, 173), *range(174, 256)]
-    table, extra = {}, 0
-    for byte in range(256):
-        if byte in printable:
-            table[byte] = chr(byte)
-        else:
-            table[byte] = chr(256 + extra)
-            extra += 1
-    return table
-
-
 def llama3_tokenizer_json() -> str:
     """A byte-level BPE tokenizer.json equivalent to Llama 3's tiktoken ranks plus specials.
 
     Merges are every split of a token into two vocabulary pieces, ordered by the rank of the
     merged token: BPE then reproduces tiktoken's rank order.
     """
-    chars = _byte_chars()
+    from ftfix.vocab import byte_level_alphabet
+
+    chars = byte_level_alphabet()
     vocab: dict[str, int] = {}
     for line in (REALWORLD / "llama-3-tiktoken" / "tokenizer.model").read_text().splitlines():
         token, rank = line.split()

@@ -41,7 +41,7 @@ import stat
 import struct
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -204,20 +204,29 @@ def atomic_write(path: Path, data: bytes) -> None:
     through. The file mode of a replaced regular file is kept. The temp file is removed on error.
     """
     _mkdirs(path.parent)
-    tmp = _tmp_path(path)
+    _replace_via_temp(path, lambda fd: _write_all(fd, data), f"wrote a temp file for {path.name}")
+
+
+def _replace_via_temp(path: Path, write: Callable[[int], None], step: str) -> None:
+    """Write a same-folder temp file with `write(fd)`, fsync it, and `os.replace` `path` by it.
+
+    The mode of a replaced regular file is kept (a symlink is replaced, not followed); the temp
+    file is removed whatever happens.
+    """
     mode = 0o644
     with contextlib.suppress(FileNotFoundError):
         info = os.lstat(path)
         if stat.S_ISREG(info.st_mode):
             mode = stat.S_IMODE(info.st_mode)
+    tmp = _tmp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            _write_all(fd, data)
+            write(fd)
             os.fsync(fd)
         finally:
             os.close(fd)
-        _step(f"wrote a temp file for {path.name}")
+        _step(step)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -1245,25 +1254,14 @@ def _copy_span(
 
 
 def _replace_streamed(path: Path, fill: Any) -> None:
-    """Write a same-folder temp file with `fill(handle)`, fsync it, and replace `path` by it."""
-    mode = 0o644
-    with contextlib.suppress(FileNotFoundError):
-        info = os.lstat(path)
-        if stat.S_ISREG(info.st_mode):
-            mode = stat.S_IMODE(info.st_mode)
-    tmp = _tmp_path(path)
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-        with os.fdopen(fd, "wb", buffering=_COPY_CHUNK) as handle:
+    """Replace `path` atomically by a temp file that `fill(handle)` writes through a buffer."""
+
+    def write(fd: int) -> None:
+        with os.fdopen(fd, "wb", buffering=_COPY_CHUNK, closefd=False) as handle:
             fill(handle)
             handle.flush()
-            os.fsync(handle.fileno())
-        _step(f"rewrote {path.name} into a temp file")
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+
+    _replace_via_temp(path, write, f"rewrote {path.name} into a temp file")
 
 
 @dataclass(frozen=True)

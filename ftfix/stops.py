@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import jsonfmt
-from .checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
+from .checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind, token_text
 from .embeddings import stored_row_evidence
 from .templates import TemplateRenderError, render
 from .turns import SENTINELS, assistant_frame, leading_markers
@@ -101,12 +101,6 @@ def eos_value(ids: Sequence[int], *, like: Any = None) -> int | list[int]:
 
 
 # ------------------------------------------------------------------------ vocabulary
-def _content(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])
-    return None
 
 
 def _named_extra_tokens(config: Mapping[str, Any]) -> list[str]:
@@ -117,7 +111,7 @@ def _named_extra_tokens(config: Mapping[str, Any]) -> list[str]:
         value = config.get(key)
         items = value.values() if isinstance(value, dict) else value
         if isinstance(items, Iterable) and not isinstance(items, str | bytes):
-            found.extend(text for text in map(_content, items) if text is not None)
+            found.extend(text for text in map(token_text, items) if text is not None)
     return found
 
 
@@ -137,7 +131,7 @@ def token_vocabulary(ckpt: Checkpoint) -> dict[str, int | None]:
     decoder = ckpt.tokenizer_config.get("added_tokens_decoder")
     if isinstance(decoder, dict):
         for key, value in decoder.items():
-            text = _content(value)
+            text = token_text(value)
             if text is not None and str(key).isdigit():
                 found.setdefault(text, int(key))
     for text, token_id in (ckpt.json("added_tokens.json") or {}).items():

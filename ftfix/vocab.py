@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from .checkpoint import TOKENIZER_CONFIG, Checkpoint
+from .checkpoint import TOKENIZER_CONFIG, Checkpoint, token_text
 
 if TYPE_CHECKING:
     import tokenizers
@@ -35,6 +35,7 @@ __all__ = [
     "VocabComparison",
     "Vocabulary",
     "bos_policy",
+    "byte_level_alphabet",
     "compare",
     "compatible",
     "encode",
@@ -212,15 +213,6 @@ def _added_tokens(ckpt: Checkpoint) -> tuple[dict[str, int], str | None]:
     return {}, None
 
 
-def token_text(value: object) -> str | None:
-    """A special token as written in a tokenizer file: a string or `{"content": ...}`."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return str(value["content"])
-    return None
-
-
 # --------------------------------------------------------------------- tokenizer.model parsing
 def parse_tokenizer_model(data: bytes) -> dict[str, int] | None:
     """Token -> id from a `tokenizer.model`: tiktoken ranks or a sentencepiece model.
@@ -248,7 +240,7 @@ def _tiktoken_ranks(data: bytes) -> dict[str, int] | None:
     head = data[:200].split(b"\n", 1)[0].split(b" ")
     if len(head) != 2 or not head[1].strip().isdigit():
         return None
-    alphabet = _byte_level_alphabet()
+    alphabet = byte_level_alphabet()
     # Latin-1 decoding turns each byte into the code point of the same value; translate maps
     # those to the byte-level spelling in one C-level pass per token.
     table = {b: alphabet[b] for b in range(256)}
@@ -265,7 +257,8 @@ def _tiktoken_ranks(data: bytes) -> dict[str, int] | None:
     return ranks
 
 
-def _byte_level_alphabet() -> list[str]:
+def byte_level_alphabet() -> list[str]:
+    """GPT-2's byte -> character table (index = byte) that byte-level BPE vocabularies use."""
     # GPT-2's reversible byte -> printable character map, used by byte-level BPE vocabularies:
     # printable Latin-1 bytes stand for themselves, the others are shifted above U+0100.
     keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
