@@ -37,7 +37,7 @@ def add_sparse_shard(folder: Path, size_mb: int) -> None:
         handle.truncate(8 + len(header) + n * 4)
     first = folder / "model.safetensors"
     first.rename(folder / "model-00001-of-00002.safetensors")
-    from ftfix.safetensors_io import SafetensorsFile
+    from ftfix.io.safetensors import SafetensorsFile
 
     names = SafetensorsFile.open(folder / "model-00001-of-00002.safetensors").tensors
     weight_map = {name: "model-00001-of-00002.safetensors" for name in names}

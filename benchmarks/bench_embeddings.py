@@ -380,7 +380,7 @@ model.save_pretrained(out)
 
 TOKENIZER_FLOOR = """
 import ftfix.cli
-from ftfix.checkpoint import Checkpoint
+from ftfix.io.checkpoint import Checkpoint
 for folder in ({base!r}, {ft!r}):
     Checkpoint.open(folder).tokenizer()  # what opening a pair costs before any rule runs
 """

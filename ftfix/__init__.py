@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from ._version import __version__
 from .api import check, explain, repair, undo
-from .checkpoint import Checkpoint, Kind
 from .errors import (
     CheckpointNotFoundError,
     FixDidNotConvergeError,
@@ -24,6 +23,7 @@ from .errors import (
     UsageError,
 )
 from .findings import Applicability, FileEdit, Finding, Fix, Severity, TensorRowsEdit
+from .io.checkpoint import Checkpoint, Kind
 from .registry import all_fixers
 from .report import Report
 from .verify import VerifyReport, verify

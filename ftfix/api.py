@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import fsio, registry
-from .checkpoint import Checkpoint, Kind, resolve_path
 from .errors import (
     CheckpointNotFoundError,
     IncompatibleCheckpointsError,
@@ -16,6 +15,7 @@ from .errors import (
     UsageError,
 )
 from .findings import Severity
+from .io.checkpoint import Checkpoint, Kind, resolve_path
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Options

@@ -10,8 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import _checkpoint_dirs, _classify
 from .errors import FtfixError
+from .io.checkpoint import _checkpoint_dirs, _classify
 from .report import Report
 
 __all__ = ["BatchResult", "expand_targets", "run_many"]

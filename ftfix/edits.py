@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from . import jsonfmt
-from .checkpoint import (
+from .findings import FileEdit
+from .io import jsonfmt
+from .io.checkpoint import (
     CHAT_TEMPLATE_DIR,
     CHAT_TEMPLATE_FILE,
     PROCESSOR_TEMPLATE_FILE,
     TOKENIZER_CONFIG,
     Checkpoint,
 )
-from .findings import FileEdit
 
 __all__ = ["edit_chat_templates", "edit_json", "edit_text"]
 

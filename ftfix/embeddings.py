@@ -25,10 +25,10 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from .checkpoint import Checkpoint, Kind, token_text
 from .errors import InvalidCheckpointError
 from .findings import TensorRowsEdit, sha256_hex
-from .safetensors_io import SafetensorsFile, rows_from_float32, rows_to_float32
+from .io.checkpoint import Checkpoint, Kind, token_text
+from .io.safetensors import SafetensorsFile, rows_from_float32, rows_to_float32
 
 if TYPE_CHECKING:
     import tokenizers

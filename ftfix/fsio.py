@@ -57,7 +57,7 @@ from .errors import (
     WriteFailedError,
 )
 from .findings import FileEdit, TensorEdit, TensorResizeEdit, TensorRowsEdit, sha256_hex
-from .safetensors_io import SafetensorsFile
+from .io.safetensors import SafetensorsFile
 
 __all__ = [
     "STATE_DIR",

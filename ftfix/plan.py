@@ -7,8 +7,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .checkpoint import Checkpoint
 from .findings import Applicability, FileEdit, Finding, TensorEdit
+from .io.checkpoint import Checkpoint
 from .rules.base import Context, Fixer, Options
 
 __all__ = ["Plan", "build"]

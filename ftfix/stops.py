@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
-from . import jsonfmt
-from .checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind, token_text
 from .embeddings import stored_row_evidence
+from .io import jsonfmt
+from .io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind, token_text
 from .templates import TemplateRenderError, render
 from .turns import SENTINELS, assistant_frame, leading_markers
 

@@ -15,8 +15,8 @@ from ckpt_builders import (
     tree_digest,
 )
 
-from ftfix.checkpoint import Checkpoint, Kind
 from ftfix.errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
+from ftfix.io.checkpoint import Checkpoint, Kind
 
 
 def test_merged_v5_reads_jinja_template(make_checkpoint):

@@ -171,7 +171,7 @@ def test_undo_during_a_repair_is_locked_out(pristine, tmp_path, monkeypatch):
 def test_a_plan_that_went_stale_is_refused(pristine, tmp_path):
     """A plan made before another repair changed the folder is refused, nothing written."""
     from ftfix import registry
-    from ftfix.checkpoint import Checkpoint
+    from ftfix.io.checkpoint import Checkpoint
     from ftfix.plan import build
 
     base = pristine[0]

@@ -37,7 +37,7 @@ from ftfix.cli import main
 from ftfix.errors import RecoveryError, WriteFailedError
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
 from ftfix.fsio import BACKUPS, MANIFEST, STATE_DIR
-from ftfix.safetensors_io import SafetensorsFile, rows_from_float32
+from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
 
 RULES = "FTX001,FTX101,FTX102"
 REPAIR = ["repair", "--unsafe-fixes", "--select", RULES]
@@ -119,7 +119,7 @@ for line in sys.stdin:
 def planned_edits(base: Path, ft: Path):
     """The repair's planned edits: FTX001's files, FTX101's growth and config, FTX102's rows."""
     from ftfix import registry
-    from ftfix.checkpoint import Checkpoint
+    from ftfix.io.checkpoint import Checkpoint
     from ftfix.plan import build
 
     plan = build(

@@ -22,11 +22,11 @@ from ckpt_builders import (
 
 from ftfix import embeddings as emb
 from ftfix import fsio
-from ftfix.checkpoint import Checkpoint
 from ftfix.errors import StaleEditError
 from ftfix.findings import TensorResizeEdit
+from ftfix.io.checkpoint import Checkpoint
+from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
 from ftfix.rules.base import Context, Options
-from ftfix.safetensors_io import SafetensorsFile, rows_from_float32
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 EOT, HEADER = TOKEN_IDS["<|eot_id|>"], TOKEN_IDS["<|start_header_id|>"]

@@ -13,7 +13,7 @@ import ftfix
 from ftfix import fsio
 from ftfix.errors import StaleEditError, UnsafePathError
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
-from ftfix.safetensors_io import SafetensorsFile, rows_from_float32
+from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
 
 
 def test_atomic_write_failure_keeps_original(tmp_path, monkeypatch):

@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftfix import fsio
-from ftfix.checkpoint import Checkpoint, Kind
 from ftfix.edits import edit_json
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
 from ftfix.fsio import STATE_DIR
-from ftfix.safetensors_io import SafetensorsFile
+from ftfix.io.checkpoint import Checkpoint, Kind
+from ftfix.io.safetensors import SafetensorsFile
 
 SETTINGS = settings(
     max_examples=120,

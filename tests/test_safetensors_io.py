@@ -10,7 +10,7 @@ import pytest
 from ckpt_builders import build_weights, read_tensor
 
 from ftfix.errors import InvalidCheckpointError
-from ftfix.safetensors_io import SafetensorsFile, rows_from_float32, rows_to_float32
+from ftfix.io.safetensors import SafetensorsFile, rows_from_float32, rows_to_float32
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])

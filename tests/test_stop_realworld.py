@@ -12,7 +12,7 @@ import shutil
 import pytest
 
 import ftfix
-from ftfix.checkpoint import Checkpoint, Kind
+from ftfix.io.checkpoint import Checkpoint, Kind
 from ftfix.stops import MARKER_SHAPE, eos_ids, find_end_of_turn, token_vocabulary
 
 SENTENCEPIECE = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}

@@ -40,8 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftfix import registry
-from ftfix.checkpoint import Checkpoint, Kind
 from ftfix.findings import Applicability, FileEdit, Finding
+from ftfix.io.checkpoint import Checkpoint, Kind
 from ftfix.probes import TemplateRenders, render_all
 from ftfix.rules.base import Context, Options
 from ftfix.template_analysis import breakage

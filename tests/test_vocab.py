@@ -11,7 +11,7 @@ from helpers import set_json_key
 
 import ftfix
 from ftfix import vocab
-from ftfix.checkpoint import Checkpoint
+from ftfix.io.checkpoint import Checkpoint
 
 
 def _open(path):

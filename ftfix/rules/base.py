@@ -8,8 +8,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..checkpoint import Checkpoint
 from ..findings import Finding, Fix, Severity
+from ..io.checkpoint import Checkpoint
 from ..probes import TemplateRenders, render_all
 
 __all__ = ["Context", "Fixer", "Options"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import Kind
 from ..edits import edit_json
 from ..findings import Applicability, Finding, Fix, Severity
+from ..io.checkpoint import Kind
 from ..registry import register
 from ..stops import GENERATION_CONFIG, describe_ids, eos_ids, eos_value, stop_setup
 from .base import Context, Fixer

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..checkpoint import PROCESSOR_TEMPLATE_FILE, TOKENIZER_CONFIG, Checkpoint, TemplateLocation
 from ..edits import edit_json, edit_text
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import PROCESSOR_TEMPLATE_FILE, TOKENIZER_CONFIG, Checkpoint, TemplateLocation
 from ..probes import TemplateRenders, first_difference
 from ..registry import register
 from ..template_analysis import Reference, breakage, reference

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import TOKENIZER_CONFIG, Checkpoint
 from ..findings import Finding, Severity
+from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint
 from ..registry import register
 from ..vocab import bos_policy, encode
 from .base import Context, Fixer

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..checkpoint import SAFETENSORS_INDEX
 from ..edits import edit_json
 from ..embeddings import (
     Layout,
@@ -19,8 +18,9 @@ from ..embeddings import (
     tokenizer_for,
 )
 from ..findings import Applicability, Edit, Finding, Fix, Severity, TensorResizeEdit
+from ..io.checkpoint import SAFETENSORS_INDEX
+from ..io.safetensors import rows_from_float32
 from ..registry import register
-from ..safetensors_io import rows_from_float32
 from .base import Context, Fixer
 
 _SAVE_HINT = (

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
 from ..edits import edit_json
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
 from ..registry import register
 from ..stops import (
     GENERATION_CONFIG,

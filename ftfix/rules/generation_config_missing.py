@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import Kind
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import Kind
 from ..registry import register
 from ..stops import (
     GENERATION_CONFIG,

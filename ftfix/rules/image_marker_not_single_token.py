@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..checkpoint import Checkpoint
 from ..findings import Finding, Severity
+from ..io.checkpoint import Checkpoint
 from ..registry import register
 from ..templates import TemplateRenderError, render
 from ..vocab import encode, token_strings

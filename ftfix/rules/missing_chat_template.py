@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG
 from ..edits import edit_chat_templates
 from ..findings import Applicability, Finding, Fix, Severity
+from ..io.checkpoint import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG
 from ..registry import register
 from .base import Context, Fixer
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..checkpoint import (
+from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import (
     CHAT_TEMPLATE_FILE,
     PROCESSOR_TEMPLATE_FILE,
     SPECIAL_TOKEN_KEYS,
@@ -14,7 +15,6 @@ from ..checkpoint import (
     Checkpoint,
     Kind,
 )
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
 from ..registry import register
 from ..vocab import VocabComparison, compare, token_text
 from .base import Context, Fixer

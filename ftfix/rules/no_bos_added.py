@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import TOKENIZER_CONFIG, Checkpoint
 from ..edits import edit_json
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint
 from ..registry import register
 from ..vocab import bos_policy, compare, vocabulary
 from .base import Context, Fixer

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import CHAT_TEMPLATE_FILE
 from ..edits import edit_chat_templates
 from ..findings import Applicability, Finding, Fix, Severity
+from ..io.checkpoint import CHAT_TEMPLATE_FILE
 from ..registry import register
 from .base import Context, Fixer
 from .missing_chat_template import has_tokenizer_files

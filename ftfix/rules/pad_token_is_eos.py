@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..checkpoint import TOKENIZER_CONFIG, Checkpoint, Kind
 from ..findings import Finding, Severity
+from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint, Kind
 from ..registry import register
 from ..stops import GENERATION_CONFIG, stop_setup, token_name, untrained_output_row
 from .base import Context, Fixer

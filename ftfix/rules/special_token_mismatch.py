@@ -6,9 +6,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint
 from ..edits import edit_json
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint
 from ..registry import register
 from ..templates import TemplateRenderError, render
 from ..turns import assistant_frame, leading_markers

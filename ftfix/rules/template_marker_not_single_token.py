@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from ..checkpoint import Checkpoint
 from ..errors import InvalidCheckpointError
 from ..findings import Finding, Severity
+from ..io.checkpoint import Checkpoint
 from ..registry import register
 from ..template_analysis import marker_style, markers_in, template_markers
 from ..turns import assistant_frame

@@ -13,7 +13,7 @@ from test_embeddings import EMBED, HEAD, context, get_rows, weights_file
 import ftfix
 from ftfix import embeddings as emb
 from ftfix import fsio, registry
-from ftfix.checkpoint import Checkpoint
+from ftfix.io.checkpoint import Checkpoint
 from ftfix.plan import build
 from ftfix.rules.base import Options
 

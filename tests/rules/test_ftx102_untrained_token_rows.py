@@ -19,7 +19,7 @@ from test_embeddings import EMBED, EOT, HEAD, HEADER, context, get_rows, set_row
 import ftfix
 from ftfix import embeddings as emb
 from ftfix import fsio, registry
-from ftfix.checkpoint import Checkpoint
+from ftfix.io.checkpoint import Checkpoint
 from ftfix.plan import build
 from ftfix.rules.base import Options
 

@@ -16,7 +16,7 @@ from ckpt_builders import (
 )
 
 import ftfix
-from ftfix.checkpoint import Checkpoint
+from ftfix.io.checkpoint import Checkpoint
 from ftfix.stops import untrained_output_row
 
 EOT = TOKEN_IDS["<|eot_id|>"]

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidCheckpointError
+from ..errors import InvalidCheckpointError
 
 __all__ = ["DTYPE_SIZES", "SafetensorsFile", "TensorInfo", "rows_from_float32", "rows_to_float32"]
 

@@ -13,9 +13,9 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from ..errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
 from . import jsonfmt
-from .errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
-from .safetensors_io import SafetensorsFile
+from .safetensors import SafetensorsFile
 
 if TYPE_CHECKING:
     import tokenizers

@@ -1,0 +1,1 @@
+"""Reading only: the checkpoint view, safetensors headers and rows, JSON that keeps its format."""
