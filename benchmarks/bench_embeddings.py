@@ -86,7 +86,7 @@ def llama3_tokenizer_json() -> str:
     Merges are every split of a token into two vocabulary pieces, ordered by the rank of the
     merged token: BPE then reproduces tiktoken's rank order.
     """
-    from ftfix.vocab import byte_level_alphabet
+    from ftfix.analysis.vocab import byte_level_alphabet
 
     chars = byte_level_alphabet()
     vocab: dict[str, int] = {}
@@ -389,7 +389,7 @@ RULES_ALONE = """
 import time
 from ftfix import registry
 from ftfix.api import _open_pair
-from ftfix.rules.base import Context
+from ftfix.analysis.context import Context
 base, ft = _open_pair({base!r}, {ft!r})
 start = time.perf_counter()
 ctx = Context(base, ft)

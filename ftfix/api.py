@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import fsio, registry
+from .analysis.context import Options
 from .errors import (
     CheckpointNotFoundError,
     IncompatibleCheckpointsError,
@@ -18,7 +19,6 @@ from .findings import Severity
 from .io.checkpoint import Checkpoint, Kind, resolve_path
 from .plan import Plan, build
 from .report import Mode, Report
-from .rules.base import Options
 
 __all__ = ["check", "explain", "repair", "undo"]
 

@@ -7,9 +7,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .analysis.context import Context, Options
 from .findings import Applicability, FileEdit, Finding, TensorEdit
 from .io.checkpoint import Checkpoint
-from .rules.base import Context, Fixer, Options
+from .rules.base import Fixer
 
 __all__ = ["Plan", "build"]
 

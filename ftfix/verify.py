@@ -17,9 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .analysis.turns import assistant_frame, leading_markers
 from .errors import InvalidCheckpointError
 from .io.checkpoint import Checkpoint, Kind
-from .turns import assistant_frame, leading_markers
 
 __all__ = ["DEFAULT_PROBES", "ProbeOutcome", "VerifyReport", "load_prompts", "verify"]
 

@@ -140,7 +140,7 @@ def test_probe_conversations_have_no_unk(tmp_path: Path, layout: str) -> None:
 
 def test_ftfix_probe_words_are_in_vocab(tmp_path: Path) -> None:
     """The conversations ftfix itself renders tokenize without <unk> through every template."""
-    templates = pytest.importorskip("ftfix.templates")
+    templates = pytest.importorskip("ftfix.analysis.render")
     tok = _load_tokenizer(build_tokenizer(tmp_path / "tok"))
     for probe in templates.probe_conversations():
         messages = [dict(m) for m in probe.messages]

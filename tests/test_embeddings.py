@@ -1,4 +1,4 @@
-"""ftfix.embeddings: finding rows in every layout, judging them, growing shards; no torch."""
+"""ftfix.analysis.embeddings: finding rows in every layout, judging them, growing shards."""
 
 from __future__ import annotations
 
@@ -20,13 +20,13 @@ from ckpt_builders import (
     write_safetensors,
 )
 
-from ftfix import embeddings as emb
 from ftfix import fsio
+from ftfix.analysis import embeddings as emb
+from ftfix.analysis.context import Context, Options
 from ftfix.errors import StaleEditError
 from ftfix.findings import TensorResizeEdit
 from ftfix.io.checkpoint import Checkpoint
 from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
-from ftfix.rules.base import Context, Options
 
 EMBED, HEAD = "model.embed_tokens.weight", "lm_head.weight"
 EOT, HEADER = TOKEN_IDS["<|eot_id|>"], TOKEN_IDS["<|start_header_id|>"]

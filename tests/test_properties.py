@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ftfix import fsio
-from ftfix.edits import edit_json
+from ftfix.analysis.edits import edit_json
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
 from ftfix.fsio import STATE_DIR
 from ftfix.io.checkpoint import Checkpoint, Kind

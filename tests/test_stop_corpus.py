@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from ftfix.stops import MARKER_SHAPE, find_end_of_turn
+from ftfix.analysis.stops import MARKER_SHAPE, find_end_of_turn
 
 # Not torch, but ~25 s of CPU: compiling ~790 templates dominates (spread over two processes).
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import shutil
 import pytest
 
 import ftfix
+from ftfix.analysis.stops import MARKER_SHAPE, eos_ids, find_end_of_turn, token_vocabulary
 from ftfix.io.checkpoint import Checkpoint, Kind
-from ftfix.stops import MARKER_SHAPE, eos_ids, find_end_of_turn, token_vocabulary
 
 SENTENCEPIECE = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 

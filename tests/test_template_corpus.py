@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftfix import registry
+from ftfix.analysis.context import Context, Options
+from ftfix.analysis.probes import TemplateRenders, render_all
+from ftfix.analysis.templates import breakage
 from ftfix.findings import Applicability, FileEdit, Finding
 from ftfix.io.checkpoint import Checkpoint, Kind
-from ftfix.probes import TemplateRenders, render_all
-from ftfix.rules.base import Context, Options
-from ftfix.template_analysis import breakage
 
 TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 MIN_RESTORE_RATE = 0.95

@@ -1,4 +1,4 @@
-"""ftfix.templates: limits, sandbox, error kinds, inputs transformers would give a template."""
+"""ftfix.analysis.render: limits, sandbox, error kinds, inputs transformers gives a template."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-import ftfix.templates
-from ftfix.templates import (
+import ftfix.analysis.render
+from ftfix.analysis.render import (
     Probe,
     TemplateRenderError,
     compile_template,
@@ -31,15 +31,15 @@ from ftfix.templates import (
 USER = [{"role": "user", "content": "hello"}]
 NESTED_LOOPS = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
 HAS_ALARM = hasattr(signal, "setitimer")
-TEMPLATES_PY = str(Path(ftfix.templates.__file__))
+TEMPLATES_PY = str(Path(ftfix.analysis.render.__file__))
 
 
 @pytest.fixture(autouse=True)
 def _forget_runaway_templates():
     """Each test renders its hostile templates afresh (render() remembers runaway templates)."""
-    ftfix.templates._RUNAWAY.clear()
+    ftfix.analysis.render._RUNAWAY.clear()
     yield
-    ftfix.templates._RUNAWAY.clear()
+    ftfix.analysis.render._RUNAWAY.clear()
 
 
 def render_error(source: str, messages: Any = None, **kwargs: Any) -> TemplateRenderError:
@@ -511,7 +511,7 @@ def test_probe_contents_are_plain_known_words() -> None:
         assert len(set(contents)) == len(contents)
         for content in contents:
             assert set(content.split()) <= VOCABULARY
-            assert "zqx" not in content  # ftfix.turns' sentinel answers
+            assert "zqx" not in content  # ftfix.analysis.turns' sentinel answers
 
 
 def test_probes_are_immutable() -> None:
@@ -555,7 +555,7 @@ def test_module_alone_imports_neither_jinja2_transformers_nor_torch() -> None:
 
 def test_package_import_loads_neither_transformers_nor_torch() -> None:
     code = (
-        "import sys, ftfix.templates\n"
+        "import sys, ftfix.analysis.render\n"
         "print([m for m in ('transformers', 'torch') if m in sys.modules])\n"
     )
     result = subprocess.run(

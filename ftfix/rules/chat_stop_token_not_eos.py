@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..edits import edit_json
+from ..analysis.context import Context
+from ..analysis.edits import edit_json
+from ..analysis.stops import GENERATION_CONFIG, describe_ids, eos_ids, eos_value, stop_setup
 from ..findings import Applicability, Finding, Fix, Severity
 from ..io.checkpoint import Kind
 from ..registry import register
-from ..stops import GENERATION_CONFIG, describe_ids, eos_ids, eos_value, stop_setup
-from .base import Context, Fixer
+from .base import Fixer
 
 
 @register

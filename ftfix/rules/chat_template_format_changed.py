@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..analysis.context import Context
+from ..analysis.templates import Verdict, breakage, compare, reference, reference_renders
 from ..findings import Finding, Severity
 from ..registry import register
-from ..template_analysis import Verdict, breakage, compare, reference, reference_renders
-from .base import Context, Fixer
+from .base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

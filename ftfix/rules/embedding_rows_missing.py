@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..edits import edit_json
-from ..embeddings import (
+from ..analysis.context import Context
+from ..analysis.edits import edit_json
+from ..analysis.embeddings import (
     Layout,
     RowSource,
     StoredRows,
@@ -21,7 +22,7 @@ from ..findings import Applicability, Edit, Finding, Fix, Severity, TensorResize
 from ..io.checkpoint import SAFETENSORS_INDEX
 from ..io.safetensors import rows_from_float32
 from ..registry import register
-from .base import Context, Fixer
+from .base import Fixer
 
 _SAVE_HINT = (
     'save the rows when training: modules_to_save=["embed_tokens", "lm_head"] in the '

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..analysis.context import Context
+from ..analysis.stops import StopSetup, stop_setup
 from ..findings import Finding, Severity
 from ..registry import register
-from ..stops import StopSetup, stop_setup
-from .base import Context, Fixer
+from .base import Fixer
 
 
 def _pieces(setup: StopSetup, text: str) -> list[str] | None:

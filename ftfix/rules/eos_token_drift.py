@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..edits import edit_json
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
-from ..registry import register
-from ..stops import (
+from ..analysis.context import Context
+from ..analysis.edits import edit_json
+from ..analysis.stops import (
     GENERATION_CONFIG,
     StopSetup,
     describe_ids,
@@ -18,8 +16,11 @@ from ..stops import (
     stop_setup,
     token_vocabulary,
 )
-from ..vocab import compatible
-from .base import Context, Fixer
+from ..analysis.vocab import compatible
+from ..findings import Applicability, FileEdit, Finding, Fix, Severity
+from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
+from ..registry import register
+from .base import Fixer
 
 
 def _with_content(value: Any, token: str) -> Any:

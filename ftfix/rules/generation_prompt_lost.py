@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..edits import edit_chat_templates
+from ..analysis.context import Context
+from ..analysis.edits import edit_chat_templates
+from ..analysis.templates import Verdict, compare, reference, reference_renders
 from ..findings import Applicability, Finding, Fix, Severity
 from ..registry import register
-from ..template_analysis import Verdict, compare, reference, reference_renders
-from .base import Context, Fixer
+from .base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..edits import edit_chat_templates
-from ..findings import Applicability, Finding, Fix, Severity
-from ..registry import register
-from ..template_analysis import (
+from ..analysis.context import Context
+from ..analysis.edits import edit_chat_templates
+from ..analysis.templates import (
     Verdict,
     breakage,
     compare,
@@ -15,7 +14,9 @@ from ..template_analysis import (
     reference_renders,
     splice_generation_prompt,
 )
-from .base import Context, Fixer
+from ..findings import Applicability, Finding, Fix, Severity
+from ..registry import register
+from .base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from ..analysis.context import Context
+from ..analysis.render import TemplateRenderError, render
+from ..analysis.vocab import encode, token_strings
 from ..findings import Finding, Severity
 from ..io.checkpoint import Checkpoint
 from ..registry import register
-from ..templates import TemplateRenderError, render
-from ..vocab import encode, token_strings
-from .base import Context, Fixer
+from .base import Fixer
 from .missing_chat_template import has_tokenizer_files
 from .missing_tokenizer_file import PROCESSOR_CONFIGS
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ..embeddings import MAX_LISTED, StoredRows, TokenVerdict, analyse
+from ..analysis.context import Context
+from ..analysis.embeddings import MAX_LISTED, StoredRows, TokenVerdict, analyse
 from ..findings import Finding, Severity
 from ..registry import register
-from .base import Context, Fixer
+from .base import Fixer
 
 
 @register

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..edits import edit_chat_templates
+from ..analysis.context import Context
+from ..analysis.edits import edit_chat_templates
 from ..findings import Applicability, Finding, Fix, Severity
 from ..io.checkpoint import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG
 from ..registry import register
-from .base import Context, Fixer
+from .base import Fixer
 
 
 def has_tokenizer_files(ctx: Context) -> bool:

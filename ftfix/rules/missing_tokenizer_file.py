@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from ..analysis.context import Context
+from ..analysis.vocab import VocabComparison, compare, token_text
 from ..findings import Applicability, FileEdit, Finding, Fix, Severity
 from ..io.checkpoint import (
     CHAT_TEMPLATE_FILE,
@@ -16,8 +18,7 @@ from ..io.checkpoint import (
     Kind,
 )
 from ..registry import register
-from ..vocab import VocabComparison, compare, token_text
-from .base import Context, Fixer
+from .base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 MODEL_FILES = ("tokenizer.model", "vocab.json", "merges.txt", "vocab.txt")

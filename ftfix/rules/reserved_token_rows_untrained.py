@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from ..embeddings import StoredRows, analyse, unchanged_from_base
+from ..analysis.context import Context
+from ..analysis.embeddings import StoredRows, analyse, unchanged_from_base
 from ..findings import Finding, Severity
 from ..registry import register
-from .base import Context, Fixer
+from .base import Fixer
 
 _SHOWN = 3
 _KINDS = {

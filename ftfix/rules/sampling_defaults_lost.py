@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from ..edits import edit_json
+from ..analysis.context import Context
+from ..analysis.edits import edit_json
+from ..analysis.stops import GENERATION_CONFIG, SAMPLING_KEYS
 from ..findings import Applicability, Finding, Fix, Severity
 from ..registry import register
-from ..stops import GENERATION_CONFIG, SAMPLING_KEYS
-from .base import Context, Fixer
+from .base import Fixer
 
 
 @register

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ..embeddings import (
+from ..analysis.context import Context
+from ..analysis.embeddings import (
     MAX_LISTED,
     AdapterRows,
     EmbeddingAnalysis,
@@ -15,7 +16,7 @@ from ..embeddings import (
 )
 from ..findings import Applicability, Edit, Finding, Fix, Severity
 from ..registry import register
-from .base import Context, Fixer
+from .base import Fixer
 
 _PINNED = ("zero", "tiny-norm", "non-finite")
 

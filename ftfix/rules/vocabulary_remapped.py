@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..analysis.context import Context
+from ..analysis.vocab import compare, vocabulary
 from ..findings import Finding, Severity
 from ..registry import register
-from ..vocab import compare, vocabulary
-from .base import Context, Fixer
+from .base import Fixer
 
 
 @register

@@ -17,8 +17,8 @@ from ckpt_builders import (
 from helpers import CHATML_ASSISTANT_HEADER, set_json_key, transformers_render
 
 import ftfix
-from ftfix.probes import render_all
-from ftfix.template_analysis import splice_generation_prompt
+from ftfix.analysis.probes import render_all
+from ftfix.analysis.templates import splice_generation_prompt
 
 SELECT = ["FTX001", "FTX002", "FTX008", "FTX003", "FTX005"]
 TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}

@@ -9,8 +9,8 @@ from ckpt_builders import CHATML_TEMPLATE, SPECIALS_CHATML, TOKEN_IDS, copy_chec
 from helpers import set_json_key
 
 import ftfix
-from ftfix.probes import render_all
-from ftfix.template_analysis import marker_style, markers_in, template_markers
+from ftfix.analysis.probes import render_all
+from ftfix.analysis.templates import marker_style, markers_in, template_markers
 
 SELECT = ["FTX007"]
 LLAMA2_TEMPLATE = (

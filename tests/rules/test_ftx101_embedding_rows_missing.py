@@ -11,11 +11,11 @@ from helpers import set_json_key
 from test_embeddings import EMBED, HEAD, context, get_rows, weights_file
 
 import ftfix
-from ftfix import embeddings as emb
 from ftfix import fsio, registry
+from ftfix.analysis import embeddings as emb
+from ftfix.analysis.context import Options
 from ftfix.io.checkpoint import Checkpoint
 from ftfix.plan import build
-from ftfix.rules.base import Options
 
 ADDED = ["<|im_start|>x", "(answer)", "thank-you"]
 RULES = ["FTX1"]

@@ -17,11 +17,11 @@ from ckpt_builders import (
 from test_embeddings import EMBED, EOT, HEAD, HEADER, context, get_rows, set_rows, weights_file
 
 import ftfix
-from ftfix import embeddings as emb
 from ftfix import fsio, registry
+from ftfix.analysis import embeddings as emb
+from ftfix.analysis.context import Options
 from ftfix.io.checkpoint import Checkpoint
 from ftfix.plan import build
-from ftfix.rules.base import Options
 
 EMBEDDING_RULES = ["FTX1"]
 

@@ -15,7 +15,7 @@ from ckpt_builders import (
 from helpers import set_json_key
 
 import ftfix
-from ftfix.stops import eos_ids, eos_value
+from ftfix.analysis.stops import eos_ids, eos_value
 
 EOT = TOKEN_IDS["<|eot_id|>"]
 END_OF_TEXT = TOKEN_IDS["<|end_of_text|>"]

@@ -16,8 +16,8 @@ from ckpt_builders import (
 )
 
 import ftfix
+from ftfix.analysis.stops import untrained_output_row
 from ftfix.io.checkpoint import Checkpoint
-from ftfix.stops import untrained_output_row
 
 EOT = TOKEN_IDS["<|eot_id|>"]
 IM_END = TOKEN_IDS["<|im_end|>"]

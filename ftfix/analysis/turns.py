@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from .templates import TemplateRenderError, render
+from .render import TemplateRenderError, render
 
 __all__ = ["SENTINELS", "AssistantFrame", "assistant_frame", "leading_markers"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .templates import TemplateRenderError, compile_template, probe_conversations, render
+from .render import TemplateRenderError, compile_template, probe_conversations, render
 
 __all__ = ["ProbeRender", "TemplateRenders", "first_difference", "render_all"]
 

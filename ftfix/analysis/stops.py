@@ -3,8 +3,8 @@
 A chat model stops when it emits a token its runtime treats as end of sequence. The template says
 which token that must be: whatever it prints right after an assistant answer (`<|im_end|>`,
 `<|eot_id|>`, `<end_of_turn>`, `<|end|>`, `</s>`, `<eoa>`, ...). This module derives that token
-by rendering (`ftfix.turns.assistant_frame`), maps it to an id with the tokenizer's own added and
-special tokens, reads the places each consumer takes its eos from (transformers and vLLM:
+by rendering (`ftfix.analysis.turns.assistant_frame`), maps it to an id with the tokenizer's own
+added and special tokens, reads the places each consumer takes its eos from (transformers and vLLM:
 `generation_config.json`, falling back to `config.json`; llama.cpp's converter: the eos string of
 `tokenizer_config.json`, then integer ids of `config.json`), and tells whether the output row of
 a token was ever trained. Rules FTX201-FTX207 are built on it.
@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..io import jsonfmt
+from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind, token_text
 from .embeddings import stored_row_evidence
-from .io import jsonfmt
-from .io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind, token_text
-from .templates import TemplateRenderError, render
+from .render import TemplateRenderError, render
 from .turns import SENTINELS, assistant_frame, leading_markers
 
 if TYPE_CHECKING:
-    from .rules.base import Context
+    from .context import Context
 
 __all__ = [
     "GENERATION_CONFIG",
@@ -439,8 +439,8 @@ def untrained_output_row(
     `trainable_token_indices` counts as trained; otherwise the base's row is read.
 
     This is the one place the stop rules judge "untrained", with the row statistics of
-    `ftfix.embeddings` (`stored_row_evidence`): all zero (every context gives the token the same
-    logit 0, so it is never preferred), not finite, or a norm far below a bounded sample of the
+    `ftfix.analysis.embeddings` (`stored_row_evidence`): all zero (every context gives the token the
+    same logit 0, so it is never preferred), not finite, or a norm far below a bounded sample of the
     tensor's ordinary rows. A row at their mean (initialized, never trained) is not reported.
 
     Returns:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .findings import FileEdit
-from .io import jsonfmt
-from .io.checkpoint import (
+from ..findings import FileEdit
+from ..io import jsonfmt
+from ..io.checkpoint import (
     CHAT_TEMPLATE_DIR,
     CHAT_TEMPLATE_FILE,
     PROCESSOR_TEMPLATE_FILE,

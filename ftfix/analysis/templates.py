@@ -1,8 +1,8 @@
 """Judge chat templates by rendering: classify them, find their markers, splice a generation prompt.
 
 The template rules (FTX001-FTX008) share this module. Everything here renders templates through
-`ftfix.probes` / `ftfix.templates` (transformers' sandbox, under time and size limits) and never
-writes anything:
+`ftfix.analysis.probes` / `ftfix.analysis.render` (transformers' sandbox, under time and size
+limits) and never writes anything:
 
 * `reference()` picks what a fine-tune's template is judged against: the template the user gave
   with `--template` (the one the model was trained with), else the base's templates.
@@ -25,11 +25,11 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from .probes import TemplateRenders, first_difference, render_all
-from .templates import TemplateRenderError, render
+from .render import TemplateRenderError, render
 from .turns import SENTINELS, assistant_frame
 
 if TYPE_CHECKING:
-    from .rules.base import Context
+    from .context import Context
 
 __all__ = [
     "Breakage",

@@ -25,15 +25,15 @@ from weakref import WeakKeyDictionary
 
 import numpy as np
 
-from .errors import InvalidCheckpointError
-from .findings import TensorRowsEdit, sha256_hex
-from .io.checkpoint import Checkpoint, Kind, token_text
-from .io.safetensors import SafetensorsFile, rows_from_float32, rows_to_float32
+from ..errors import InvalidCheckpointError
+from ..findings import TensorRowsEdit, sha256_hex
+from ..io.checkpoint import Checkpoint, Kind, token_text
+from ..io.safetensors import SafetensorsFile, rows_from_float32, rows_to_float32
 
 if TYPE_CHECKING:
     import tokenizers
 
-    from .rules.base import Context
+    from .context import Context
 
 __all__ = [
     "INITS",

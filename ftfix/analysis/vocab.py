@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from .io.checkpoint import TOKENIZER_CONFIG, Checkpoint, token_text
+from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint, token_text
 
 if TYPE_CHECKING:
     import tokenizers
