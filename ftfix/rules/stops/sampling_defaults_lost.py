@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.stops import GENERATION_CONFIG, SAMPLING_KEYS
-from ..findings import Applicability, Finding, Fix, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.stops import GENERATION_CONFIG, SAMPLING_KEYS
+from ...findings import Applicability, Finding, Fix, Severity
+from ...registry import register
+from ..base import Fixer
 
 
 @register

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.stops import GENERATION_CONFIG, stop_setup, token_name, untrained_output_row
-from ..findings import Finding, Severity
-from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint, Kind
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.stops import GENERATION_CONFIG, stop_setup, token_name, untrained_output_row
+from ...findings import Finding, Severity
+from ...io.checkpoint import TOKENIZER_CONFIG, Checkpoint, Kind
+from ...registry import register
+from ..base import Fixer
 
 
 def _tokenizer_of(ctx: Context) -> Checkpoint:

@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from ..analysis.context import Context
-from ..analysis.render import TemplateRenderError, render
-from ..analysis.vocab import encode, token_strings
-from ..findings import Finding, Severity
-from ..io.checkpoint import Checkpoint
-from ..registry import register
-from .base import Fixer
-from .missing_chat_template import has_tokenizer_files
+from ...analysis.context import Context
+from ...analysis.render import TemplateRenderError, render
+from ...analysis.vocab import encode, token_strings
+from ...findings import Finding, Severity
+from ...io.checkpoint import Checkpoint
+from ...registry import register
+from ..base import Fixer
+from ..templates.missing_chat_template import has_tokenizer_files
 from .missing_tokenizer_file import PROCESSOR_CONFIGS
 
 # Start/end markers that wrap an image (or video, audio) in the families ftfix knows.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_chat_templates
-from ..analysis.templates import breakage, reference
-from ..findings import Applicability, Finding, Fix, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_chat_templates
+from ...analysis.templates import breakage, reference
+from ...findings import Applicability, Finding, Fix, Severity
+from ...registry import register
+from ..base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

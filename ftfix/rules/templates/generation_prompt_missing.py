@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_chat_templates
-from ..analysis.templates import (
+from ...analysis.context import Context
+from ...analysis.edits import edit_chat_templates
+from ...analysis.templates import (
     Verdict,
     breakage,
     compare,
@@ -14,9 +14,9 @@ from ..analysis.templates import (
     reference_renders,
     splice_generation_prompt,
 )
-from ..findings import Applicability, Finding, Fix, Severity
-from ..registry import register
-from .base import Fixer
+from ...findings import Applicability, Finding, Fix, Severity
+from ...registry import register
+from ..base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

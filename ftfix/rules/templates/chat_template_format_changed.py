@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.templates import Verdict, breakage, compare, reference, reference_renders
-from ..findings import Finding, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.templates import Verdict, breakage, compare, reference, reference_renders
+from ...findings import Finding, Severity
+from ...registry import register
+from ..base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 

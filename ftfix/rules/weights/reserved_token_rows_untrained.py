@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.embeddings import StoredRows, analyse, unchanged_from_base
-from ..findings import Finding, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.embeddings import StoredRows, analyse, unchanged_from_base
+from ...findings import Finding, Severity
+from ...registry import register
+from ..base import Fixer
 
 _SHOWN = 3
 _KINDS = {

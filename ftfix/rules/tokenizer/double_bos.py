@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.vocab import bos_policy, encode
-from ..findings import Finding, Severity
-from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.vocab import bos_policy, encode
+from ...findings import Finding, Severity
+from ...io.checkpoint import TOKENIZER_CONFIG, Checkpoint
+from ...registry import register
+from ..base import Fixer
 
 
 def rendered_prompt(ctx: Context, ckpt: Checkpoint) -> str | None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.stops import GENERATION_CONFIG, describe_ids, eos_ids, eos_value, stop_setup
-from ..findings import Applicability, Finding, Fix, Severity
-from ..io.checkpoint import Kind
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.stops import GENERATION_CONFIG, describe_ids, eos_ids, eos_value, stop_setup
+from ...findings import Applicability, Finding, Fix, Severity
+from ...io.checkpoint import Kind
+from ...registry import register
+from ..base import Fixer
 
 
 @register

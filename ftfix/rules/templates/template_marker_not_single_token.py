@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from ..analysis.context import Context
-from ..analysis.templates import marker_style, markers_in, template_markers
-from ..analysis.turns import assistant_frame
-from ..errors import InvalidCheckpointError
-from ..findings import Finding, Severity
-from ..io.checkpoint import Checkpoint
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.templates import marker_style, markers_in, template_markers
+from ...analysis.turns import assistant_frame
+from ...errors import InvalidCheckpointError
+from ...findings import Finding, Severity
+from ...io.checkpoint import Checkpoint
+from ...registry import register
+from ..base import Fixer
 
 if TYPE_CHECKING:
     import tokenizers

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.stops import (
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.stops import (
     GENERATION_CONFIG,
     StopSetup,
     describe_ids,
@@ -16,11 +16,11 @@ from ..analysis.stops import (
     stop_setup,
     token_vocabulary,
 )
-from ..analysis.vocab import compatible
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
-from ..registry import register
-from .base import Fixer
+from ...analysis.vocab import compatible
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint, Kind
+from ...registry import register
+from ..base import Fixer
 
 
 def _with_content(value: Any, token: str) -> Any:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..analysis.context import Context
-from ..analysis.vocab import VocabComparison, compare, token_text
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import (
+from ...analysis.context import Context
+from ...analysis.vocab import VocabComparison, compare, token_text
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import (
     CHAT_TEMPLATE_FILE,
     PROCESSOR_TEMPLATE_FILE,
     SPECIAL_TOKEN_KEYS,
@@ -17,9 +17,9 @@ from ..io.checkpoint import (
     Checkpoint,
     Kind,
 )
-from ..registry import register
-from .base import Fixer
-from .missing_chat_template import has_tokenizer_files
+from ...registry import register
+from ..base import Fixer
+from ..templates.missing_chat_template import has_tokenizer_files
 
 MODEL_FILES = ("tokenizer.model", "vocab.json", "merges.txt", "vocab.txt")
 PROCESSOR_CONFIGS = (

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.stops import StopSetup, stop_setup
-from ..findings import Finding, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.stops import StopSetup, stop_setup
+from ...findings import Finding, Severity
+from ...registry import register
+from ..base import Fixer
 
 
 def _pieces(setup: StopSetup, text: str) -> list[str] | None:

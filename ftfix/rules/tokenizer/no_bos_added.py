@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.vocab import bos_policy, compare, vocabulary
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.vocab import bos_policy, compare, vocabulary
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import TOKENIZER_CONFIG, Checkpoint
+from ...registry import register
+from ..base import Fixer
 from .double_bos import template_emits_bos
 
 

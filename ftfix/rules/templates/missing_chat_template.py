@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_chat_templates
-from ..findings import Applicability, Finding, Fix, Severity
-from ..io.checkpoint import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_chat_templates
+from ...findings import Applicability, Finding, Fix, Severity
+from ...io.checkpoint import CHAT_TEMPLATE_FILE, TOKENIZER_CONFIG
+from ...registry import register
+from ..base import Fixer
 
 
 def has_tokenizer_files(ctx: Context) -> bool:

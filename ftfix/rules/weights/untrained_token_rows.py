@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from ..analysis.context import Context
-from ..analysis.embeddings import (
+from ...analysis.context import Context
+from ...analysis.embeddings import (
     MAX_LISTED,
     AdapterRows,
     EmbeddingAnalysis,
@@ -14,9 +14,9 @@ from ..analysis.embeddings import (
     analyse,
     init_option,
 )
-from ..findings import Applicability, Edit, Finding, Fix, Severity
-from ..registry import register
-from .base import Fixer
+from ...findings import Applicability, Edit, Finding, Fix, Severity
+from ...registry import register
+from ..base import Fixer
 
 _PINNED = ("zero", "tiny-norm", "non-finite")
 

@@ -4,18 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.vocab import bos_policy, encode
-from ..findings import Applicability, Finding, Fix, Severity
-from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint
-from ..registry import register
-from .base import Fixer
-from .image_marker_not_single_token import (
-    Marker,
-    image_renders,
-    processor_pairs,
-    template_pairs,
-)
+from ...analysis.context import Context
+from ...analysis.vocab import bos_policy, encode
+from ...findings import Applicability, Finding, Fix, Severity
+from ...io.checkpoint import TOKENIZER_CONFIG, Checkpoint
+from ...registry import register
+from ..base import Fixer
+from .image_marker_not_single_token import Marker, image_renders, processor_pairs, template_pairs
 from .no_bos_added import restore_bos_edits
 
 

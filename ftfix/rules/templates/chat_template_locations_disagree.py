@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json, edit_text
-from ..analysis.probes import TemplateRenders, first_difference
-from ..analysis.render import TemplateRenderError
-from ..analysis.templates import Reference, breakage, reference
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import PROCESSOR_TEMPLATE_FILE, TOKENIZER_CONFIG, Checkpoint, TemplateLocation
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.edits import edit_json, edit_text
+from ...analysis.probes import TemplateRenders, first_difference
+from ...analysis.render import TemplateRenderError
+from ...analysis.templates import Reference, breakage, reference
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import PROCESSOR_TEMPLATE_FILE, TOKENIZER_CONFIG, Checkpoint, TemplateLocation
+from ...registry import register
+from ..base import Fixer
 from .missing_chat_template import has_tokenizer_files
 
 # Who reads each place, for the message (transformers 5.x; llama.cpp's convert_hf_to_gguf.py

@@ -6,16 +6,16 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.render import TemplateRenderError, render
-from ..analysis.turns import assistant_frame, leading_markers
-from ..analysis.vocab import VocabComparison, Vocabulary, compare, token_text, vocabulary
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint
-from ..registry import register
-from .base import Fixer
-from .missing_chat_template import has_tokenizer_files
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.render import TemplateRenderError, render
+from ...analysis.turns import assistant_frame, leading_markers
+from ...analysis.vocab import VocabComparison, Vocabulary, compare, token_text, vocabulary
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import SPECIAL_TOKENS_MAP, TOKENIZER_CONFIG, Checkpoint
+from ...registry import register
+from ..base import Fixer
+from ..templates.missing_chat_template import has_tokenizer_files
 
 ROLES = ("bos_token", "eos_token", "pad_token", "unk_token")
 # Ids that config.json / generation_config.json declare for a tokenizer role. eos ids are the

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.stops import (
+from ...analysis.context import Context
+from ...analysis.stops import (
     GENERATION_CONFIG,
     SAMPLING_KEYS,
     StopSetup,
@@ -14,10 +14,10 @@ from ..analysis.stops import (
     generation_config_for,
     stop_setup,
 )
-from ..findings import Applicability, FileEdit, Finding, Fix, Severity
-from ..io.checkpoint import Kind
-from ..registry import register
-from .base import Fixer
+from ...findings import Applicability, FileEdit, Finding, Fix, Severity
+from ...io.checkpoint import Kind
+from ...registry import register
+from ..base import Fixer
 
 
 @register

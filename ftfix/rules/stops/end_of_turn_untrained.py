@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.stops import stop_setup, untrained_output_row
-from ..findings import Finding, Severity
-from ..io.checkpoint import Kind
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.stops import stop_setup, untrained_output_row
+from ...findings import Finding, Severity
+from ...io.checkpoint import Kind
+from ...registry import register
+from ..base import Fixer
 
 
 @register

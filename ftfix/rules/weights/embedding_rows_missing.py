@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from ..analysis.context import Context
-from ..analysis.edits import edit_json
-from ..analysis.embeddings import (
+from ...analysis.context import Context
+from ...analysis.edits import edit_json
+from ...analysis.embeddings import (
     Layout,
     RowSource,
     StoredRows,
@@ -18,11 +18,11 @@ from ..analysis.embeddings import (
     locate,
     tokenizer_for,
 )
-from ..findings import Applicability, Edit, Finding, Fix, Severity, TensorResizeEdit
-from ..io.checkpoint import SAFETENSORS_INDEX
-from ..io.safetensors import rows_from_float32
-from ..registry import register
-from .base import Fixer
+from ...findings import Applicability, Edit, Finding, Fix, Severity, TensorResizeEdit
+from ...io.checkpoint import SAFETENSORS_INDEX
+from ...io.safetensors import rows_from_float32
+from ...registry import register
+from ..base import Fixer
 
 _SAVE_HINT = (
     'save the rows when training: modules_to_save=["embed_tokens", "lm_head"] in the '

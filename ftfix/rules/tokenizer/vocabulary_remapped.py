@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..analysis.context import Context
-from ..analysis.vocab import compare, vocabulary
-from ..findings import Finding, Severity
-from ..registry import register
-from .base import Fixer
+from ...analysis.context import Context
+from ...analysis.vocab import compare, vocabulary
+from ...findings import Finding, Severity
+from ...registry import register
+from ..base import Fixer
 
 
 @register
