@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import fsio, registry
+from . import registry, write
 from .analysis.context import Options
 from .errors import (
     CheckpointNotFoundError,
@@ -39,10 +39,10 @@ def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
     unpickled).
     """
     folder = resolve_path(path, role=role)
-    fsio.recover(folder, writer=writer)
+    write.recover(folder, writer=writer)
     display = os.fspath(path)
     ckpt = Checkpoint.open(folder, role=role, display=display)
-    if ckpt.root != folder and fsio.recover(ckpt.root, writer=writer):  # a trainer root's
+    if ckpt.root != folder and write.recover(ckpt.root, writer=writer):  # a trainer root's
         ckpt = Checkpoint.open(folder, role=role, display=display)  # newest checkpoint-N
     if role == "finetuned" and ckpt.kind in (Kind.MERGED, Kind.ADAPTER):
         pickled = [name for name in _PICKLED if ckpt.exists(name)]
@@ -227,10 +227,10 @@ def repair(
     if output is not None:
         root = Path(os.fspath(output))
         tensor_files = sorted({t.path for t in plan.tensor_edits})
-        fsio.copy_tree_for_output(target.root, root, copy=tensor_files)
+        write.copy_tree_for_output(target.root, root, copy=tensor_files)
         report.output = os.fspath(output)
         backup = False
-    result = fsio.commit(root, list(plan.file_edits.values()), plan.tensor_edits, backup=backup)
+    result = write.commit(root, list(plan.file_edits.values()), plan.tensor_edits, backup=backup)
     report.written = result.written
     report.backup = str(result.backup) if result.backup else None
 
@@ -257,7 +257,7 @@ def undo(finetuned: PathLike) -> list[str]:
         `StaleEditError`: a repaired file changed since (nothing is restored).
     """
     target = _open(finetuned, role="finetuned", writer=True)
-    return fsio.undo(target.root)
+    return write.undo(target.root)
 
 
 def explain(code_or_name: str) -> str:

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, api, fsio, registry
+from . import __version__, api, registry, write
 from .batch import expand_targets, run_many
 from .errors import FtfixError, UsageError
 from .report import Report
@@ -207,7 +207,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
     for folder in (args.base, args.finetuned):  # like every command: roll back a crashed repair
         if os.path.isdir(folder):
-            fsio.recover(folder)
+            write.recover(folder)
     report = verify(
         args.base,
         args.finetuned,

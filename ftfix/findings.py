@@ -104,7 +104,7 @@ class TensorResizeEdit:
 
     The fields mirror `TensorRowsEdit`, so dry-run output and reports treat both alike. The
     file is rewritten streamed (never held in memory) and replaced atomically; see
-    `ftfix.fsio.rewrite_shard_with_grown_tensors`.
+    `ftfix.write.rewrite_shard_with_grown_tensors`.
 
     Args:
         path (`str`): the safetensors file, relative to the checkpoint folder.
@@ -130,7 +130,7 @@ TensorEdit = TensorRowsEdit | TensorResizeEdit
 
 @dataclass(frozen=True)
 class Fix:
-    """A planned repair: data, applied only by `ftfix.fsio`.
+    """A planned repair: data, applied only by `ftfix.write`.
 
     Args:
         title (`str`): imperative, e.g. "Copy chat template from base".

@@ -34,3 +34,19 @@ def set_json_key(path: Path, key: str, value: Any) -> None:
     else:
         data[key] = value
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", "utf-8")
+
+
+def patch_writer(patch: Any, name: str, value: Any) -> None:
+    """Replace `name` in every module of `ftfix.write` that refers to it (a test hook or fault)."""
+    import importlib
+    import pkgutil
+
+    import ftfix.write
+
+    found = False
+    for info in pkgutil.iter_modules(ftfix.write.__path__):
+        module = importlib.import_module(f"ftfix.write.{info.name}")
+        if hasattr(module, name):
+            patch.setattr(module, name, value)
+            found = True
+    assert found, f"ftfix.write has no {name}"

@@ -23,7 +23,7 @@ from ckpt_builders import CHATML_TEMPLATE, build_merged, copy_checkpoint, tree_d
 import ftfix
 from ftfix import registry
 from ftfix.cli import main
-from ftfix.fsio import BACKUPS, MANIFEST, STATE_DIR
+from ftfix.write import BACKUPS, MANIFEST, STATE_DIR
 
 SHARDS_INDEX = "model.safetensors.index.json"
 

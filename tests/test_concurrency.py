@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 from ckpt_builders import CHATML_TEMPLATE, build_merged, copy_checkpoint, tree_digest
+from helpers import patch_writer
 
 import ftfix
-from ftfix import fsio
+from ftfix import write
 from ftfix.cli import main
 from ftfix.errors import LockedError, StaleEditError
-from ftfix.fsio import BACKUPS, STATE_DIR
+from ftfix.write import BACKUPS, STATE_DIR
 
 RULES = "FTX001,FTX101,FTX102"
 LOCKED = "another ftfix process is repairing this checkpoint"
@@ -147,7 +148,7 @@ def test_undo_during_a_repair_is_locked_out(pristine, tmp_path, monkeypatch):
     base = pristine[0]
     ft = copy_checkpoint(pristine[1], tmp_path / "ft")
     inside, release = threading.Event(), threading.Event()
-    real_step = fsio._step
+    real_step = write.atomic._step
 
     def slow_step(what: str) -> None:
         real_step(what)
@@ -155,7 +156,7 @@ def test_undo_during_a_repair_is_locked_out(pristine, tmp_path, monkeypatch):
             inside.set()
             release.wait(10)
 
-    monkeypatch.setattr(fsio, "_step", slow_step)
+    patch_writer(monkeypatch, "_step", slow_step)
     with ThreadPoolExecutor(1) as pool:
         job = pool.submit(ftfix.repair, base, ft, select=RULES.split(","), unsafe_fixes=True)
         assert inside.wait(10)
@@ -183,7 +184,7 @@ def test_a_plan_that_went_stale_is_refused(pristine, tmp_path):
     assert ftfix.repair(base, ft, select=["FTX001"]).ok  # someone else repaired it meanwhile
     after = tree_digest(ft)
     with pytest.raises(StaleEditError, match="changed on disk since the repair was planned"):
-        fsio.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
+        write.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
     assert tree_digest(ft) == after
 
 
@@ -198,7 +199,7 @@ def test_lock_is_exclusive_under_contention(tmp_path):
     def worker(n: int) -> None:
         for _ in range(60):
             try:
-                with fsio.locked(tmp_path):
+                with write.locked(tmp_path):
                     inside.append(n)
                     if len(inside) > 1:
                         overlaps.append(n)

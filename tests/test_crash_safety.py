@@ -6,7 +6,7 @@ and FTX102 on a fine-tune that lost its templates, has one embedding row too few
 all-zero rows of added tokens.
 
 The fault-injection test kills real repairs with SIGKILL between every two steps of the commit
-(`FTFIX_TEST_PAUSE`, read only by `ftfix.fsio` and only for tests, sleeps between steps, and each
+(`FTFIX_TEST_PAUSE`, read only by `ftfix.write` and only for tests, sleeps between steps, and each
 step is logged, so a kill can be aimed at any of them) and also at timed instants; after each
 kill the next ftfix command recovers, and the folder must equal either the original or the fully
 repaired state, file by file. The other tests inject failures in-process.
@@ -30,14 +30,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from ckpt_builders import CHATML_TEMPLATE, build_merged, copy_checkpoint, tree_digest
+from helpers import patch_writer
 
 import ftfix
-from ftfix import fsio
+from ftfix import write
 from ftfix.cli import main
 from ftfix.errors import RecoveryError, WriteFailedError
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
-from ftfix.fsio import BACKUPS, MANIFEST, STATE_DIR
 from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
+from ftfix.write import BACKUPS, MANIFEST, STATE_DIR
 
 RULES = "FTX001,FTX101,FTX102"
 REPAIR = ["repair", "--unsafe-fixes", "--select", RULES]
@@ -366,7 +367,7 @@ def test_sigkill_at_any_instant_leaves_old_or_new_state(pristine, tmp_path, monk
             launcher.close()
 
     # The kills hit processes that fsynced for real; recovering here need not (speed).
-    monkeypatch.setattr(fsio.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
     outcomes: dict[str, int] = {}
     for n, trial in enumerate(trials):
         trial.left = _classify(trial.folder, original, original_rows)
@@ -392,7 +393,7 @@ class Killed(BaseException):
 def _crash_at(monkeypatch, ft: Path, files, tensors, stop: int, *, keep: bool = True) -> None:
     """Commit, dying at step `stop` exactly as a kill would (no rollback, journal left)."""
     calls = []
-    real_step = fsio._step
+    real_step = write.atomic._step
 
     def step(what: str) -> None:
         calls.append(what)
@@ -401,10 +402,10 @@ def _crash_at(monkeypatch, ft: Path, files, tensors, stop: int, *, keep: bool = 
             raise Killed(what)
 
     with monkeypatch.context() as patch:
-        patch.setattr(fsio, "_step", step)
-        patch.setattr(fsio, "_rollback_after_failure", lambda *args: None)
+        patch_writer(patch, "_step", step)
+        patch_writer(patch, "_rollback_after_failure", lambda *args: None)
         with pytest.raises(Killed):
-            fsio.commit(ft, files, tensors, backup=keep)
+            write.commit(ft, files, tensors, backup=keep)
 
 
 def _count_steps(monkeypatch, ft: Path, files, tensors) -> list[str]:
@@ -412,8 +413,8 @@ def _count_steps(monkeypatch, ft: Path, files, tensors) -> list[str]:
     copy = copy_checkpoint(ft, ft.parent / f"{ft.name}-steps")
     seen: list[str] = []
     with monkeypatch.context() as patch:
-        patch.setattr(fsio, "_step", seen.append)
-        fsio.commit(copy, files, tensors)
+        patch_writer(patch, "_step", seen.append)
+        write.commit(copy, files, tensors)
     shutil.rmtree(copy)
     return seen
 
@@ -434,7 +435,7 @@ def case(pristine, tmp_path):
 @pytest.fixture
 def no_fsync(monkeypatch):
     """Skip real fsyncs (durability is not what a loop of in-process crashes tests; speed is)."""
-    monkeypatch.setattr(fsio.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
 
 
 def test_a_crash_at_every_step_is_rolled_back(pristine, case, monkeypatch, tmp_path, no_fsync):
@@ -451,7 +452,7 @@ def test_a_crash_at_every_step_is_rolled_back(pristine, case, monkeypatch, tmp_p
         command = ("recover", "check", "recover", "undo", "recover", "repair --dry-run")[stop % 6]
         if command == "recover":
             journaled = bool(_journals(ft))  # before the journal exists nothing was changed
-            assert len(fsio.recover(ft)) == journaled, where
+            assert len(write.recover(ft)) == journaled, where
         elif command == "undo":
             assert main(["undo", str(ft)]) == 2, where  # rolled back; nothing left to undo
         else:
@@ -477,8 +478,8 @@ def test_every_fsync_failing_rolls_back(pristine, case, monkeypatch, tmp_path, n
     real_fsync = os.fsync  # the no-op: counting and failing is what matters here
     count: list[int] = []
     with monkeypatch.context() as patch:
-        patch.setattr(fsio.os, "fsync", lambda fd: count.append(fd) or real_fsync(fd))
-        fsio.commit(ft0, files, tensors)
+        patch.setattr(os, "fsync", lambda fd: count.append(fd) or real_fsync(fd))
+        write.commit(ft0, files, tensors)
     assert len(count) >= 30
     every_other = sorted({*range(1, len(count) + 1, 2), len(count)})  # all kinds of fsync
     for nth in every_other:
@@ -492,9 +493,9 @@ def test_every_fsync_failing_rolls_back(pristine, case, monkeypatch, tmp_path, n
             return real_fsync(fd)
 
         with monkeypatch.context() as patch:
-            patch.setattr(fsio.os, "fsync", failing)
+            patch.setattr(os, "fsync", failing)
             with pytest.raises(WriteFailedError, match="nothing was changed") as info:
-                fsio.commit(ft, files, tensors)
+                write.commit(ft, files, tensors)
         assert info.value.errno == errno.EIO
         assert tree_digest(ft) == original, f"fsync {nth} of {calls[-1]}"
 
@@ -505,8 +506,8 @@ def test_every_replace_failing_rolls_back(pristine, case, monkeypatch, tmp_path,
     real_replace = os.replace
     count: list[str] = []
     with monkeypatch.context() as patch:
-        patch.setattr(fsio.os, "replace", lambda s, d: count.append(d) or real_replace(s, d))
-        fsio.commit(ft0, files, tensors)
+        patch.setattr(os, "replace", lambda s, d: count.append(d) or real_replace(s, d))
+        write.commit(ft0, files, tensors)
     assert len(count) >= 8
     for nth in range(1, len(count) + 1):
         ft = _fresh(pristine, tmp_path / f"replace{nth}")
@@ -519,23 +520,23 @@ def test_every_replace_failing_rolls_back(pristine, case, monkeypatch, tmp_path,
             return real_replace(src, dst)
 
         with monkeypatch.context() as patch:
-            patch.setattr(fsio.os, "replace", failing)
+            patch.setattr(os, "replace", failing)
             with pytest.raises(WriteFailedError, match="simulated failure"):
-                fsio.commit(ft, files, tensors)
+                write.commit(ft, files, tensors)
         assert tree_digest(ft) == original, f"replace {nth}: {calls[-1]}"
 
 
 def test_disk_full_while_writing_rolls_back(pristine, case, monkeypatch, capsys):
     """ENOSPC from the write hook mid-commit: one error line and hint, exit 2, nothing changed."""
     ft, before, _, _ = case
-    real_write = fsio._write_all
+    real_write = write.atomic._write_all
 
     def full(fd, data):
         if "config.json" in _fd_path(fd) and _in_checkpoint(_fd_path(fd)):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(fsio, "_write_all", full)
+    patch_writer(monkeypatch, "_write_all", full)
     assert main([*REPAIR, str(pristine[0]), str(ft)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2, lines
@@ -547,16 +548,16 @@ def test_disk_full_while_writing_rolls_back(pristine, case, monkeypatch, capsys)
 def test_disk_full_while_rewriting_a_shard(case, monkeypatch):
     """ENOSPC while streaming the grown shard (after files were written): rolled back."""
     ft, before, files, tensors = case
-    real_copy = fsio._copy_span
+    real_copy = write.streamed._copy_span
 
     def full(src, dst, *args, **kwargs):
         if dst is not None:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_copy(src, dst, *args, **kwargs)
 
-    monkeypatch.setattr(fsio, "_copy_span", full)
+    patch_writer(monkeypatch, "_copy_span", full)
     with pytest.raises(WriteFailedError, match="No space left"):
-        fsio.commit(ft, files, tensors)
+        write.commit(ft, files, tensors)
     assert tree_digest(ft) == before
 
 
@@ -567,9 +568,9 @@ def test_disk_full_while_backing_up(case, monkeypatch):
     def full(fd, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(fsio, "_write_all", full)
+    patch_writer(monkeypatch, "_write_all", full)
     with pytest.raises(WriteFailedError, match="No space left"):
-        fsio.commit(ft, files, tensors)
+        write.commit(ft, files, tensors)
     assert tree_digest(ft) == before
 
 
@@ -577,9 +578,9 @@ def test_not_enough_free_space_is_refused_up_front(case, monkeypatch):
     """A disk that cannot hold backups and temp files is refused before anything is written."""
     ft, before, files, tensors = case
     usage = shutil.disk_usage(ft)
-    monkeypatch.setattr(fsio.shutil, "disk_usage", lambda p: usage._replace(free=1000))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=1000))
     with pytest.raises(WriteFailedError, match="not enough free disk space") as info:
-        fsio.commit(ft, files, tensors)
+        write.commit(ft, files, tensors)
     assert info.value.errno == errno.ENOSPC
     assert tree_digest(ft) == before
 
@@ -591,7 +592,7 @@ def test_read_only_folder_via_hook(pristine, case, monkeypatch, capsys):
     def read_only(folder):
         raise OSError(errno.EROFS, "Read-only file system", str(folder))
 
-    monkeypatch.setattr(fsio, "_mkdirs", read_only)
+    patch_writer(monkeypatch, "_mkdirs", read_only)
     assert main([*REPAIR, str(pristine[0]), str(ft)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[0] == f"ftfix: error: {ft / STATE_DIR}: cannot write: Read-only file system; " + (
@@ -633,7 +634,7 @@ def test_real_disk_full(pristine, case, tmp_path, monkeypatch, capsys):
         before = tree_digest(ft)
         for precheck in (True, False):
             if not precheck:  # let the writes themselves hit ENOSPC
-                monkeypatch.setattr(fsio, "_check_space", lambda *a: None)
+                patch_writer(monkeypatch, "_check_space", lambda *a: None)
             capsys.readouterr()
             assert main([*REPAIR, str(pristine[0]), str(ft)]) == 2
             lines = capsys.readouterr().err.strip().splitlines()
@@ -667,12 +668,12 @@ def test_rollback_failing_too_leaves_a_journal_the_next_run_rolls_back(
             raise OSError(errno.EIO, "Input/output error")  # patching rows, and unpatching them
         return real_fsync(fd)
 
-    monkeypatch.setattr(fsio.os, "fsync", failing)
+    monkeypatch.setattr(os, "fsync", failing)
     with pytest.raises(WriteFailedError, match="rolling it back failed too") as info:
-        fsio.commit(ft, files, tensors)
+        write.commit(ft, files, tensors)
     assert "run any ftfix command" in str(info.value)
     assert [j["state"] for j in _journals(ft)] == ["pending"]
-    monkeypatch.setattr(fsio.os, "fsync", real_fsync)
+    monkeypatch.setattr(os, "fsync", real_fsync)
     assert main(["check", *CHECK, str(pristine[0]), str(ft)]) == 1
     assert "rolled back an interrupted repair" in caplog.text
     assert tree_digest(ft) == before
@@ -685,7 +686,7 @@ def test_ctrl_c_mid_commit_rolls_back(pristine, case, monkeypatch):
     def interrupt(root, tedit):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fsio, "_patch_rows", interrupt)
+    patch_writer(monkeypatch, "_patch_rows", interrupt)
     assert main([*REPAIR, str(pristine[0]), str(ft)]) == 130
     assert tree_digest(ft) == before
 
@@ -712,26 +713,26 @@ def test_no_backup_repair_is_still_journaled(case, monkeypatch):
     steps = _count_steps(monkeypatch, ft, files, tensors)
     _crash_at(monkeypatch, ft, files, tensors, stop=_first(steps, "grew"), keep=False)
     assert [j["keep"] for j in _journals(ft)] == [False]
-    assert fsio.recover(ft)
+    assert write.recover(ft)
     assert tree_digest(ft) == original
-    result = fsio.commit(ft, files, tensors, backup=False)
+    result = write.commit(ft, files, tensors, backup=False)
     assert result.backup is None and not (ft / STATE_DIR).exists()
 
 
 def test_interrupted_undo_is_finished_by_the_next_command(case, monkeypatch):
     """An undo killed part-way (journal `undoing`) is completed by the next check."""
     ft, original, files, tensors = case
-    fsio.commit(ft, files, tensors)
+    write.commit(ft, files, tensors)
 
     def interrupt(root, folder, entry):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(fsio, "_restore_grown", interrupt)  # files and rows already restored
+        patch_writer(patch, "_restore_grown", interrupt)  # files and rows already restored
         with pytest.raises(KeyboardInterrupt):
-            fsio.undo(ft)
+            write.undo(ft)
     assert [j["state"] for j in _journals(ft)] == ["undoing"]
-    notices = fsio.recover(ft)
+    notices = write.recover(ft)
     assert "finished an undo" in notices[0]
     assert tree_digest(ft) == original
 
@@ -742,26 +743,26 @@ def test_recovery_waits_for_a_live_repair(case, monkeypatch):
     steps = _count_steps(monkeypatch, ft, files, tensors)
     _crash_at(monkeypatch, ft, files, tensors, stop=_first(steps, "wrote row"))
     crashed = tree_digest(ft)
-    with fsio.locked(ft):
-        assert fsio.recover(ft) == []
+    with write.locked(ft):
+        assert write.recover(ft) == []
         assert tree_digest(ft) == {**crashed, ".ftfix/lock": sha256_hex(b"")}
-    assert fsio.recover(ft)
+    assert write.recover(ft)
     assert tree_digest(ft) == original
 
 
 def test_leftovers_are_cleaned_and_healthy_folders_untouched(case, monkeypatch):
     """Temp files and backup folders without a journal are removed; kept backups are not."""
     ft, original, files, tensors = case
-    fsio.commit(ft, files, tensors)  # a kept backup: recovery must leave it alone, lock-free
+    write.commit(ft, files, tensors)  # a kept backup: recovery must leave it alone, lock-free
     kept = tree_digest(ft)
-    assert fsio.recover(ft) == [] and tree_digest(ft) == kept
+    assert write.recover(ft) == [] and tree_digest(ft) == kept
     orphan = ft / STATE_DIR / BACKUPS / "20990101T000000000000Z-aaaaaa" / "files"
     orphan.mkdir(parents=True)
     (orphan / "0").write_text("x")
     (ft / ".config.json.1234abcd.ftfix-tmp").write_text("half")
-    assert fsio.recover(ft) == []
+    assert write.recover(ft) == []
     assert tree_digest(ft) == kept
-    fsio.undo(ft)
+    write.undo(ft)
     assert tree_digest(ft) == original
 
 
@@ -776,12 +777,12 @@ def test_symlinked_weights_are_restored_as_symlinks(pristine, tmp_path, monkeypa
     steps = _count_steps(monkeypatch, ft, files, tensors)
     for stop in (len(steps) - 1, _first(steps, "grew"), _first(steps, "rewrote")):
         _crash_at(monkeypatch, ft, files, tensors, stop=stop)
-        assert fsio.recover(ft)
+        assert write.recover(ft)
         assert (ft / "model.safetensors").is_symlink() and blob.read_bytes() == blob_bytes
         assert tree_digest(ft) == original
-    fsio.commit(ft, files, tensors)
+    write.commit(ft, files, tensors)
     assert blob.read_bytes() == blob_bytes
-    fsio.undo(ft)
+    write.undo(ft)
     assert (ft / "model.safetensors").is_symlink() and tree_digest(ft) == original
 
 
@@ -794,5 +795,5 @@ def test_damaged_backup_is_refused(case, monkeypatch):
     backup.write_bytes(b"tampered")
     crashed = tree_digest(ft)
     with pytest.raises(RecoveryError, match="does not match the journal"):
-        fsio.recover(ft)
+        write.recover(ft)
     assert tree_digest(ft) == crashed

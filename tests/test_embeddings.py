@@ -19,8 +19,9 @@ from ckpt_builders import (
     read_tensor,
     write_safetensors,
 )
+from helpers import patch_writer
 
-from ftfix import fsio
+from ftfix import write
 from ftfix.analysis import embeddings as emb
 from ftfix.analysis.context import Context, Options
 from ftfix.errors import StaleEditError
@@ -425,13 +426,13 @@ def test_grow_shard_and_shrink_back(make_checkpoint, monkeypatch, dtype):
     """Growing two tensors moves later tensors, keeps metadata, loads; shrinking is exact."""
     from safetensors.numpy import load_file
 
-    monkeypatch.setattr(fsio, "_COPY_CHUNK", 64)  # many chunks even for a tiny file
+    patch_writer(monkeypatch, "_COPY_CHUNK", 64)  # many chunks even for a tiny file
     ft = make_checkpoint("ft", dtype=dtype, full_model=True)
     path = ft / "model.safetensors"
     original = path.read_bytes()
     before = {n: read_tensor(path, n) for n in read_safetensors_header(path) if n != "__metadata__"}
     edits = [_resize_edit(path, EMBED, 101, 0.5), _resize_edit(path, HEAD, 100, -0.25)]
-    grown = fsio.rewrite_shard_with_grown_tensors(path, edits)
+    grown = write.rewrite_shard_with_grown_tensors(path, edits)
     header = read_safetensors_header(path)
     assert header["__metadata__"] == {"format": "pt"}
     assert header[EMBED]["shape"] == [101, 8] and header[HEAD]["shape"] == [100, 8]
@@ -441,7 +442,7 @@ def test_grow_shard_and_shrink_back(make_checkpoint, monkeypatch, dtype):
     assert np.all(after[EMBED][98:] == 0.5) and np.all(after[HEAD][98:] == -0.25)
     if dtype == "float32":
         assert load_file(str(path))[EMBED].shape == (101, 8)  # the safetensors library agrees
-    fsio.shrink_grown_shard(path, grown)
+    write.shrink_grown_shard(path, grown)
     assert path.read_bytes() == original
 
 
@@ -452,11 +453,11 @@ def test_grow_refuses_stale_header_and_bad_rows(make_checkpoint):
     edit = _resize_edit(path, EMBED, 100, 0.0)
     stale = TensorResizeEdit(edit.path, edit.tensor, edit.rows, edit.data, "0" * 64)
     with pytest.raises(StaleEditError):
-        fsio.rewrite_shard_with_grown_tensors(path, [stale])
+        write.rewrite_shard_with_grown_tensors(path, [stale])
     gap = TensorResizeEdit(edit.path, edit.tensor, (99, 100), edit.data, edit.before_sha256)
     original = path.read_bytes()
     with pytest.raises(ValueError, match="appended"):
-        fsio.rewrite_shard_with_grown_tensors(path, [gap])
+        write.rewrite_shard_with_grown_tensors(path, [gap])
     assert path.read_bytes() == original
 
 
@@ -464,16 +465,16 @@ def test_shrink_refuses_a_modified_shard(make_checkpoint):
     """Undo of a growth refuses when the grown rows were changed since."""
     ft = make_checkpoint("ft")
     path = ft / "model.safetensors"
-    grown = fsio.rewrite_shard_with_grown_tensors(path, [_resize_edit(path, EMBED, 99, 1.0)])
+    grown = write.rewrite_shard_with_grown_tensors(path, [_resize_edit(path, EMBED, 99, 1.0)])
     set_rows(ft, EMBED, [98], 2.0)
     with pytest.raises(StaleEditError):
-        fsio.shrink_grown_shard(path, grown)
+        write.shrink_grown_shard(path, grown)
 
 
-def test_header_sha_matches_fsio(make_checkpoint):
+def test_header_sha_matches_writer(make_checkpoint):
     """The planner's header hash is the one the writer checks."""
     path = make_checkpoint("ft") / "model.safetensors"
-    assert emb.header_sha256(SafetensorsFile.open(path)) == fsio.shard_header_sha256(path)
+    assert emb.header_sha256(SafetensorsFile.open(path)) == write.shard_header_sha256(path)
     (length,) = struct.unpack("<Q", path.read_bytes()[:8])
     assert len(path.read_bytes()) > 8 + length
 

@@ -18,12 +18,12 @@ from ckpt_builders import tree_digest, write_safetensors
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ftfix import fsio
+from ftfix import write
 from ftfix.analysis.edits import edit_json
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
-from ftfix.fsio import STATE_DIR
 from ftfix.io.checkpoint import Checkpoint, Kind
 from ftfix.io.safetensors import SafetensorsFile
+from ftfix.write import STATE_DIR
 
 SETTINGS = settings(
     max_examples=120,
@@ -162,7 +162,7 @@ def _snapshot(root: Path) -> tuple[dict[str, str], list[str], dict[str, str]]:
 @pytest.fixture
 def fast_fsync(monkeypatch):
     """Real fsyncs cost milliseconds each; durability is not the property tested here."""
-    monkeypatch.setattr(fsio.os, "fsync", lambda fd: None)
+    monkeypatch.setattr(os, "fsync", lambda fd: None)
 
 
 @SETTINGS
@@ -187,7 +187,7 @@ def test_commit_then_undo_round_trips_any_file_set(fast_fsync, case):
         blob_state = tree_digest(blobs)
         planned = [FileEdit(rel, existing.get(rel), after) for rel, after in edits.items()]
 
-        result = fsio.commit(root, planned, backup=backup)
+        result = write.commit(root, planned, backup=backup)
         assert sorted(result.written) == sorted(edits)
         digests = tree_digest(root)
         for rel, data in existing.items():
@@ -200,8 +200,8 @@ def test_commit_then_undo_round_trips_any_file_set(fast_fsync, case):
         if not backup:
             assert not (root / STATE_DIR).exists()
             return
-        assert fsio.recover(root) == []  # a completed repair leaves nothing to recover
-        assert sorted(fsio.undo(root)) == sorted(edits)
+        assert write.recover(root) == []  # a completed repair leaves nothing to recover
+        assert sorted(write.undo(root)) == sorted(edits)
         assert _snapshot(root) == before
         assert tree_digest(blobs) == blob_state
 
@@ -248,10 +248,10 @@ def test_row_patches_round_trip(fast_fsync, case):
         distinct = {(e.tensor, r) for e in planned for r in e.rows}
         if len(distinct) != sum(len(e.rows) for e in planned):
             return  # overlapping edits of one row are not a plan ftfix makes
-        fsio.commit(root, [], planned)
+        write.commit(root, [], planned)
         patched = SafetensorsFile.open(root / "model.safetensors")
         for edit in planned:
             assert patched.read_raw_rows(edit.tensor, edit.rows) == edit.data
-        fsio.undo(root)
+        write.undo(root)
         assert (root / "model.safetensors").read_bytes() == original
         assert sorted(p.name for p in root.iterdir()) == ["model.safetensors"]

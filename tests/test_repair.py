@@ -18,7 +18,7 @@ from ftfix.errors import (
     NothingToUndoError,
     StaleEditError,
 )
-from ftfix.fsio import STATE_DIR, locked
+from ftfix.write import STATE_DIR, locked
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from helpers import set_json_key
 from test_embeddings import EMBED, HEAD, context, get_rows, weights_file
 
 import ftfix
-from ftfix import fsio, registry
+from ftfix import registry, write
 from ftfix.analysis import embeddings as emb
 from ftfix.analysis.context import Options
 from ftfix.io.checkpoint import Checkpoint
@@ -104,7 +104,7 @@ def test_fix_grow_with_subtoken_init(make_checkpoint):
         unsafe_fixes=True,
         options=Options(init="subtokens"),
     )
-    fsio.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
+    write.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
     pieces = [TOKEN_IDS[p] for p in ("(", "answer", ")")]
     for tensor in (EMBED, HEAD):
         assert np.allclose(get_rows(ft, tensor, [99])[0], get_rows(ft, tensor, pieces).mean(0))

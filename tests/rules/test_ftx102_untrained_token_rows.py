@@ -17,7 +17,7 @@ from ckpt_builders import (
 from test_embeddings import EMBED, EOT, HEAD, HEADER, context, get_rows, set_rows, weights_file
 
 import ftfix
-from ftfix import fsio, registry
+from ftfix import registry, write
 from ftfix.analysis import embeddings as emb
 from ftfix.analysis.context import Options
 from ftfix.io.checkpoint import Checkpoint
@@ -194,7 +194,7 @@ def test_fix_init_subtokens(make_checkpoint):
         options=Options(init="subtokens"),
     )
     assert {e.reason for e in plan.tensor_edits} == {"mean of the token's pieces"}
-    fsio.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
+    write.commit(ft, list(plan.file_edits.values()), plan.tensor_edits)
     for tensor in (EMBED, HEAD):
         pieces = [TOKEN_IDS[p] for p in ("(", "answer", ")")]
         assert np.allclose(get_rows(ft, tensor, [98])[0], get_rows(ft, tensor, pieces).mean(0))

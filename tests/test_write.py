@@ -1,4 +1,4 @@
-"""fsio: atomic writes survive failures, backups are byte-exact, row patches touch only rows."""
+"""ftfix.write: atomic writes survive failures, backups are byte-exact, row patches touch rows."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from ckpt_builders import LLAMA3_TEMPLATE_NO_GEN_PROMPT, build_weights, read_tensor, tree_digest
 
 import ftfix
-from ftfix import fsio
+from ftfix import write
 from ftfix.errors import StaleEditError, UnsafePathError
 from ftfix.findings import FileEdit, TensorRowsEdit, sha256_hex
 from ftfix.io.safetensors import SafetensorsFile, rows_from_float32
@@ -24,9 +24,9 @@ def test_atomic_write_failure_keeps_original(tmp_path, monkeypatch):
     def boom(src, dst):
         raise OSError(errno.EIO, "simulated failure")
 
-    monkeypatch.setattr(fsio.os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)
     with pytest.raises(OSError, match="simulated failure"):
-        fsio.atomic_write(path, b"new")
+        write.atomic_write(path, b"new")
     assert path.read_bytes() == b"original"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]
 
@@ -43,10 +43,10 @@ def test_repair_failure_midway_changes_nothing(make_checkpoint, monkeypatch):
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(fsio.os, "replace", fail_on_template)
+    monkeypatch.setattr(os, "replace", fail_on_template)
     with pytest.raises(OSError, match="No space left"):
         ftfix.repair(base, ft)
-    monkeypatch.setattr(fsio.os, "replace", real_replace)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert tree_digest(ft) == before
     with pytest.raises(ftfix.NothingToUndoError):
         ftfix.undo(ft)
@@ -58,7 +58,7 @@ def test_commit_refuses_stale_file(tmp_path):
     (tmp_path / "a.json").write_bytes(b"{}")
     edit = FileEdit("a.json", b'{"old": 1}', b'{"new": 1}')
     with pytest.raises(StaleEditError):
-        fsio.commit(tmp_path, [edit])
+        write.commit(tmp_path, [edit])
     assert (tmp_path / "a.json").read_bytes() == b"{}"
 
 
@@ -71,7 +71,7 @@ def test_commit_refuses_paths_outside(tmp_path):
     (root / "sub").symlink_to(outside)
     for rel in ("../x.json", "sub/x.json"):
         with pytest.raises(UnsafePathError):
-            fsio.commit(root, [FileEdit(rel, None, b"{}")])
+            write.commit(root, [FileEdit(rel, None, b"{}")])
     assert list(outside.iterdir()) == []
 
 
@@ -94,12 +94,12 @@ def test_tensor_rows_patch_and_undo(tmp_path, dtype):
         sha256_hex(file.read_raw_rows(name, (3, 9))),
         "test",
     )
-    fsio.commit(tmp_path, [], [edit])
+    write.commit(tmp_path, [], [edit])
     after = read_tensor(path, name).astype(np.float32)
     assert np.all(after[[3, 9]] == 0.5)
     before = np.frombuffer(original, dtype=np.uint8)
     changed = np.flatnonzero(before != np.frombuffer(path.read_bytes(), dtype=np.uint8))
     lo, hi = info.row_offset(3), info.row_offset(9) + info.row_bytes
     assert changed.min() >= lo and changed.max() < hi
-    fsio.undo(tmp_path)
+    write.undo(tmp_path)
     assert path.read_bytes() == original
