@@ -152,7 +152,7 @@ class Report:
     # ---------------------------------------------------------------- JSON
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON document (schema version `JSON_SCHEMA_VERSION`, see README)."""
-        from . import __version__
+        from ._version import __version__
         from .registry import get
 
         applied = {f.key() for f in self.applied}
