@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench mutation clean
 
 $(BIN)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ test: lint
 
 bench: setup
 	$(BIN)/python benchmarks/bench_check.py
+
+# Hand-written mutants of the core (tools/mutants.toml); prints the score per area.
+mutation: setup
+	$(BIN)/python tools/mutation.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

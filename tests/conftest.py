@@ -19,6 +19,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 # tests/ is not a package; make `import ckpt_builders` work whatever pytest's import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ci_mode import pytest_configure, pytest_runtest_makereport  # noqa: F401  (hooks)
 from ckpt_builders import build_merged, copy_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

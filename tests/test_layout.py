@@ -150,3 +150,22 @@ def test_every_rule_lives_in_its_family_folder():
         assert prefix, f"{fixer.code}: add its family to FAMILIES"
         expected = f"ftfix.rules.{FAMILIES[prefix]}."
         assert type(fixer).__module__.startswith(expected), (fixer.code, type(fixer).__module__)
+
+
+def test_ci_mode_turns_a_skip_into_a_failure(pytester, monkeypatch):
+    """With CI=true a plain skip fails and a skip_ok skip stays a skip; without CI both skip."""
+    pytester.makeconftest(
+        "from ci_mode import pytest_configure, pytest_runtest_makereport  # noqa: F401\n"
+    )
+    pytester.makepyfile(
+        "import pytest\n"
+        "def test_needs_data():\n    pytest.skip('../shared not present')\n"
+        "@pytest.mark.skip_ok('does not apply')\n"
+        "def test_not_applicable():\n    pytest.skip('n/a')\n"
+    )
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*skipped in CI mode*../shared not present*"])
+    monkeypatch.setenv("CI", "")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(skipped=2)
