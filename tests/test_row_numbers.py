@@ -9,6 +9,7 @@ are each pinned.
 from __future__ import annotations
 
 import json
+import struct
 
 import numpy as np
 import pytest
@@ -81,7 +82,9 @@ def test_row_stats_excludes_what_it_is_told_to():
     np.testing.assert_allclose(stats.mean, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize(("population", "limit"), [(1000, 100), (5000, 2048), (17, 16)])
+@pytest.mark.parametrize(
+    ("population", "limit"), [(1000, 100), (5000, 2048), (17, 16), (150, 100), (101, 100)]
+)
 def test_sample_ids_respects_the_limit(population, limit):
     """At most `limit` distinct, sorted ids, all in range and none excluded."""
     exclude = set(range(0, population, 7))
@@ -130,3 +133,24 @@ def test_tensor_ending_one_byte_past_the_file_is_refused(tmp_path):
         handle.truncate(path.stat().st_size - 1)
     with pytest.raises(InvalidCheckpointError, match="past the end of the file"):
         SafetensorsFile.open(path)
+
+
+def _raw_safetensors(path, header: dict, buffer: bytes) -> None:
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + buffer)
+
+
+def test_tensors_overlapping_by_one_byte_are_refused(tmp_path):
+    """Two tensors sharing one byte of the data buffer: a clear error, not a silent alias."""
+    path = tmp_path / "t.safetensors"
+    header = {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b": {"dtype": "U8", "shape": [4], "data_offsets": [7, 11]},
+    }
+    _raw_safetensors(path, header, bytes(11))
+    with pytest.raises(InvalidCheckpointError, match="overlap"):
+        SafetensorsFile.open(path)
+    header["b"]["data_offsets"] = [8, 12]  # adjacent, not overlapping: fine
+    _raw_safetensors(path, header, bytes(12))
+    assert set(SafetensorsFile.open(path).tensors) == {"a", "b"}

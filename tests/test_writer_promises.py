@@ -195,3 +195,19 @@ def test_patched_rows_are_fsynced_before_the_journal_completes(tmp_path, events)
     complete = manifests[-1]  # the second manifest write: state complete
     assert len(manifests) == 2, events
     assert any(last_pwrite < i < complete for i in shard_syncs), events
+
+
+def test_commit_refuses_rows_changed_since_planning(tmp_path):
+    """Rows rewritten between planning and commit: StaleEditError, nothing written."""
+    root = tmp_path / "ft"
+    shard = _shard(root)
+    edit = _row_edit(root, (3,), 4.0)  # planned against the current rows
+    info = SafetensorsFile.open(shard).info("embed")
+    with open(shard, "r+b") as handle:  # then someone else changes row 3
+        handle.seek(info.row_offset(3))
+        handle.write(np.full(COLS, -1.0, dtype=np.float32).tobytes())
+    changed = shard.read_bytes()
+    with pytest.raises(FtfixError, match="changed since the repair was planned"):
+        write.commit(root, [], [edit])
+    assert shard.read_bytes() == changed
+    assert not (root / STATE_DIR).exists()

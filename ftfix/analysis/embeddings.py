@@ -29,10 +29,9 @@ from ..errors import InvalidCheckpointError
 from ..findings import TensorRowsEdit, sha256_hex
 from ..io.checkpoint import Checkpoint, Kind, token_text
 from ..io.safetensors import SafetensorsFile, rows_from_float32, rows_to_float32
+from ..io.tokenizer import TokenizerView
 
 if TYPE_CHECKING:
-    import tokenizers
-
     from .context import Context
 
 __all__ = [
@@ -729,7 +728,7 @@ def _config_ids(value: Any) -> list[int]:
     return []
 
 
-def _source_tokenizer(ctx: Context) -> tuple[Checkpoint, tokenizers.Tokenizer | None]:
+def _source_tokenizer(ctx: Context) -> tuple[Checkpoint, TokenizerView | None]:
     """The checkpoint whose tokenizer the fine-tune is used with (its own, else the base's)."""
     tok = ctx.target.tokenizer()
     if tok is not None:
@@ -737,7 +736,7 @@ def _source_tokenizer(ctx: Context) -> tuple[Checkpoint, tokenizers.Tokenizer | 
     return ctx.base, ctx.base.tokenizer()
 
 
-def tokenizer_for(ctx: Context) -> tokenizers.Tokenizer | None:
+def tokenizer_for(ctx: Context) -> TokenizerView | None:
     """The tokenizer the fine-tune is used with: its own, else (an adapter) the base's."""
     return _source_tokenizer(ctx)[1]
 
@@ -828,7 +827,7 @@ def token_scope(ctx: Context) -> tuple[dict[int, TokenInfo], int | None]:
 
 
 def _added_relative_to_base(
-    ctx: Context, owner: Checkpoint, tok: tokenizers.Tokenizer, added: Mapping[int, str]
+    ctx: Context, owner: Checkpoint, tok: TokenizerView, added: Mapping[int, str]
 ) -> list[int]:
     if owner is ctx.base:
         return []
@@ -843,7 +842,7 @@ def _added_relative_to_base(
     return sorted(found)
 
 
-def piece_ids(tok: tokenizers.Tokenizer, text: str, *, exclude: int | None = None) -> list[int]:
+def piece_ids(tok: TokenizerView, text: str, *, exclude: int | None = None) -> list[int]:
     """Ids of the ordinary pieces `text` splits into, ignoring added tokens and unknown pieces.
 
     The text goes through the tokenizer's normalizer, pre-tokenizer and model directly, so an
@@ -961,7 +960,7 @@ class _Judge:
         *,
         population: int,
         scope: Mapping[int, TokenInfo],
-        tok: tokenizers.Tokenizer | None = None,
+        tok: TokenizerView | None = None,
         base: _Judge | None = None,
         stats: RowStats | None = None,
         limit: int | None = None,
@@ -989,10 +988,21 @@ class _Judge:
         self._duplicates(ids, values, found, stats)
         for i, token_id in enumerate(ids):
             if found[i] is None and deep[i]:
-                found[i] = self._pieces(token_id, values[i], stats) or self._from_base(
-                    token_id, values[i], stats
-                )
+                # A row the fine-tune left as the base had it is judged as the base's row is
+                # (without the pieces check, as the base is); only a changed row can have been
+                # initialised from its pieces here. Splitting text into pieces builds the
+                # tokenizer (a second for Llama 3), so it is asked only when it can matter.
+                if self._unchanged_from_base(token_id, values[i], stats):
+                    found[i] = self._from_base(token_id, values[i], stats)
+                else:
+                    found[i] = self._pieces(token_id, values[i], stats)
         return found
+
+    def _unchanged_from_base(self, token_id: int, row: FloatRows, stats: RowStats) -> bool:
+        base = self.base
+        if base is None or token_id >= base.source.rows:
+            return False
+        return float(np.linalg.norm(row - base.source.read([token_id])[0])) <= stats.same
 
     def _duplicates(
         self, ids: Sequence[int], values: FloatRows, found: list[Evidence | None], stats: RowStats
@@ -1051,9 +1061,7 @@ class _Judge:
 
     def _from_base(self, token_id: int, row: FloatRows, stats: RowStats) -> Evidence | None:
         base = self.base
-        if base is None or token_id >= base.source.rows:
-            return None
-        if float(np.linalg.norm(row - base.source.read([token_id])[0])) > stats.same:
+        if base is None or not self._unchanged_from_base(token_id, row, stats):
             return None
         evidence = base.judge([token_id], deep=[False])[0]
         if evidence is None:
@@ -1113,7 +1121,7 @@ class EmbeddingAnalysis:
         tokenizer_length (`int`, *optional*): `len(tokenizer)`.
         verdicts (`list[TokenVerdict]`): one per in-scope token that has rows.
         stats (`dict[str, RowStats]`): sample statistics per side (`input`, `output`).
-        tokenizer (`tokenizers.Tokenizer`, *optional*): the tokenizer the fine-tune is used with.
+        tokenizer (`TokenizerView`, *optional*): the tokenizer the fine-tune is used with.
     """
 
     layout: Layout
@@ -1121,7 +1129,7 @@ class EmbeddingAnalysis:
     tokenizer_length: int | None
     verdicts: list[TokenVerdict]
     stats: dict[str, RowStats]
-    tokenizer: tokenizers.Tokenizer | None = None
+    tokenizer: TokenizerView | None = None
 
     def init_rows(self, source: RowSource, ids: Sequence[int], init: str) -> FloatRows:
         """Initial values for rows `ids` of `source`.

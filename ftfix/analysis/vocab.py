@@ -25,9 +25,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from ..io.checkpoint import TOKENIZER_CONFIG, Checkpoint, token_text
+from ..io.tokenizer import TokenizerView
 
 if TYPE_CHECKING:
-    import tokenizers
+    pass
 
 __all__ = [
     "BosPolicy",
@@ -106,7 +107,6 @@ _VOCAB_FILES = (
     "tokenizer.json", "vocab.json", "vocab.txt", "tokenizer.model", TOKENIZER_CONFIG,
     ADDED_TOKENS_FILE,
 )  # fmt: skip
-_TOKENIZERS: OrderedDict[bytes, tokenizers.Tokenizer] = OrderedDict()
 _VOCABULARIES: OrderedDict[tuple[bytes | None, ...], Vocabulary] = OrderedDict()
 _MODEL_FILES: OrderedDict[bytes, dict[str, int] | None] = OrderedDict()
 # Comparisons are cheap once vocabularies are cached; they live as long as the target view.
@@ -137,20 +137,13 @@ def _recall(cache: OrderedDict[K, V], key: K) -> V | None:
         return value
 
 
-def fast_tokenizer(ckpt: Checkpoint) -> tokenizers.Tokenizer | None:
-    """`ckpt.tokenizer()`, shared by every view whose `tokenizer.json` has the same bytes.
+def fast_tokenizer(ckpt: Checkpoint) -> TokenizerView | None:
+    """`ckpt.tokenizer()`: one view per `tokenizer.json` content, shared by every checkpoint.
 
     Raises:
         `InvalidCheckpointError`: `tokenizer.json` cannot be loaded.
     """
-    data = ckpt.read_bytes("tokenizer.json")
-    if data is None:
-        return None
-    tok = _recall(_TOKENIZERS, data)
-    if tok is not None:
-        return tok
-    loaded = ckpt.tokenizer()
-    return None if loaded is None else _remember(_TOKENIZERS, data, loaded)
+    return ckpt.tokenizer()
 
 
 def vocabulary(ckpt: Checkpoint) -> Vocabulary:
@@ -537,6 +530,11 @@ def bos_policy(ckpt: Checkpoint) -> BosPolicy:
     token = ckpt.special_tokens().get("bos_token")
     token_id = vocabulary(ckpt).id_of(token)
     tok = fast_tokenizer(ckpt)
+    frame = tok.special_frame() if tok is not None else None
+    if frame is not None:  # read from the post-processor's JSON: no tokenizer to build
+        before = frame[0]
+        adds = bool(before) and token_id is not None and before[0] == token_id
+        return BosPolicy(token, token_id, adds, before, "tokenizer.json post_processor")
     if tok is not None:
         with_specials = list(tok.encode(_PROBE_TEXT, add_special_tokens=True).ids)
         plain = list(tok.encode(_PROBE_TEXT, add_special_tokens=False).ids)

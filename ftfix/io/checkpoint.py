@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
@@ -16,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 from ..errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
 from . import jsonfmt
 from .safetensors import SafetensorsFile
+from .tokenizer import TokenizerView, open_tokenizer
 
 if TYPE_CHECKING:
-    import tokenizers
+    pass
 
 __all__ = ["Checkpoint", "Kind", "TemplateLocation", "resolve_path"]
 
@@ -434,14 +434,18 @@ class Checkpoint:
         return tokens
 
     @cached_property
-    def _tokenizer(self) -> tokenizers.Tokenizer | None:
+    def _tokenizer(self) -> TokenizerView | None:
         data = self.read_bytes("tokenizer.json")
         if data is None:
             return None
-        return _parse_tokenizer(data, self._safe_path("tokenizer.json"))
+        return open_tokenizer(data, self._safe_path("tokenizer.json"))
 
-    def tokenizer(self) -> tokenizers.Tokenizer | None:
-        """The fast tokenizer from `tokenizer.json`, or `None` when there is none."""
+    def tokenizer(self) -> TokenizerView | None:
+        """The fast tokenizer from `tokenizer.json`, or `None` when there is none.
+
+        A `TokenizerView`: tables read from the JSON, with the `tokenizers` object built only
+        when a text must really be split (see `ftfix.io.tokenizer`).
+        """
         return self._tokenizer
 
     def token_id(self, token: str) -> int | None:
@@ -518,33 +522,6 @@ class Checkpoint:
             base = Path(dirpath).relative_to(self.root)
             for name in filenames:
                 yield (base / name).as_posix()
-
-
-# Parsed tokenizers by content: a base and its fine-tune usually share tokenizer.json, and the
-# staged views and the re-check after a repair see the same bytes again. A Llama-3 tokenizer.json
-# takes about a second and 180 MB to parse, so parse each content once per process.
-_TOKENIZERS: dict[str, tokenizers.Tokenizer] = {}
-
-
-def _parse_tokenizer(data: bytes, path: Path) -> tokenizers.Tokenizer:
-    key = hashlib.sha256(data).hexdigest()
-    cached = _TOKENIZERS.get(key)
-    if cached is not None:
-        return cached
-    import tokenizers
-
-    try:
-        parsed = tokenizers.Tokenizer.from_str(data.decode("utf-8"))
-    except Exception as exc:  # tokenizers raises bare Exception subclasses for bad files
-        raise InvalidCheckpointError(
-            path,
-            f"cannot load tokenizer.json: {exc}",
-            hint="copy tokenizer.json again from the base model",
-        ) from exc
-    if len(_TOKENIZERS) >= 4:
-        _TOKENIZERS.pop(next(iter(_TOKENIZERS)))
-    _TOKENIZERS[key] = parsed
-    return parsed
 
 
 def _text(ckpt: Checkpoint, rel: str, data: bytes) -> str:

@@ -11,20 +11,21 @@ from ...analysis.turns import assistant_frame
 from ...errors import InvalidCheckpointError
 from ...findings import Finding, Severity
 from ...io.checkpoint import Checkpoint
+from ...io.tokenizer import TokenizerView
 from ...registry import register
 from ..base import Fixer
 
 if TYPE_CHECKING:
-    import tokenizers
+    pass
 
 
-def _encode(tok: tokenizers.Tokenizer, text: str) -> tuple[list[int], list[str]]:
+def _encode(tok: TokenizerView, text: str) -> tuple[list[int], list[str]]:
     """Token ids of `text` and the piece of `text` each covers (clearer than byte-level tokens)."""
     encoding = tok.encode(text, add_special_tokens=False)
     return list(encoding.ids), [text[start:end] for start, end in encoding.offsets]
 
 
-def _one_token(tok: tokenizers.Tokenizer, text: str) -> int | None:
+def _one_token(tok: TokenizerView, text: str) -> int | None:
     """The id of `text` when it encodes to one real token (the unknown token does not count)."""
     ids, _ = _encode(tok, text)
     if len(ids) != 1:
@@ -35,13 +36,13 @@ def _one_token(tok: tokenizers.Tokenizer, text: str) -> int | None:
     return ids[0]
 
 
-def _unknown_ids(tok: tokenizers.Tokenizer) -> set[int]:
+def _unknown_ids(tok: TokenizerView) -> set[int]:
     unk = getattr(tok.model, "unk_token", None)
     found = tok.token_to_id(unk) if isinstance(unk, str) else None
     return set() if found is None else {found}
 
 
-def _base_tokenizer(base: Checkpoint) -> tokenizers.Tokenizer | None:
+def _base_tokenizer(base: Checkpoint) -> TokenizerView | None:
     try:
         return base.tokenizer()
     except InvalidCheckpointError:
@@ -103,7 +104,7 @@ class TemplateMarkerNotSingleToken(Fixer):
             if markers_in(added.content) == [added.content]
         }
         locations = {loc.name: loc for loc in reversed(ctx.target.template_locations())}
-        base_tok: tokenizers.Tokenizer | None = None
+        base_tok: TokenizerView | None = None
         base_loaded = False
         reported: set[str] = set()
         for name, source in templates.items():
@@ -147,7 +148,7 @@ def _why_required(
     marker: str,
     specials: dict[str, str],
     added_styles: set[str],
-    base_tok: tokenizers.Tokenizer | None,
+    base_tok: TokenizerView | None,
 ) -> str | None:
     if base_tok is not None:
         base_id = _one_token(base_tok, marker)

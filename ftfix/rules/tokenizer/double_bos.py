@@ -35,6 +35,10 @@ def template_emits_bos(ctx: Context, ckpt: Checkpoint) -> bool | None:
 
 def _leading_bos_ids(ckpt: Checkpoint, text: str) -> list[int] | None:
     """The first ids of `tokenizer(text)`; without tokenizer.json, the BOS ids it starts with."""
+    tok = ckpt.tokenizer()
+    leading = tok.leading_ids(text, add_special_tokens=True) if tok is not None else None
+    if leading is not None and len(leading) >= 2:  # decided by the tables: nothing to build
+        return leading
     ids = encode(ckpt, text, add_special_tokens=True)
     if ids is not None:
         return ids
@@ -105,7 +109,7 @@ class DoubleBos(Fixer):
         if ids is None:
             return
         policy = bos_policy(ctx.target)
-        shown = ", ".join(map(str, ids[:6])) + (", ..." if len(ids) > 6 else "")
+        shown = ", ".join(map(str, ids[:6])) + ", ..."  # the rendered chat goes on
         inherited = double_bos_ids(ctx, ctx.base) is not None
         location = ctx.target.effective_template_location()
         yield self.finding(
