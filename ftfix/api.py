@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry, write
 from .analysis.context import Options
 from .errors import (
     CheckpointNotFoundError,
+    FtfixError,
     IncompatibleCheckpointsError,
     InvalidCheckpointError,
     UsageError,
 )
 from .findings import Severity
-from .io.checkpoint import Checkpoint, Kind, resolve_path
+from .io import jsonfmt
+from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
 from .plan import Plan, build
 from .report import Mode, Report
+from .rules.base import Fixer
 
 __all__ = ["check", "explain", "repair", "undo"]
 
@@ -27,16 +32,12 @@ logger = logging.getLogger(__name__)
 PathLike = str | os.PathLike[str]
 
 
-_PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
-
-
 def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
     """Open a checkpoint after rolling back whatever an interrupted ftfix run left in it.
 
     A `writer` (repair, undo) fails at once with `LockedError` when another process is writing
-    to the folder; readers go on. Also refuses, as bad input, what cannot be read safely: a
-    tokenizer.json that does not load, and a fine-tune whose weights are only pickled (never
-    unpickled).
+    to the folder; readers go on. Files that cannot be read do not stop the run: the checkpoint
+    lists them in `problems` (the file rules report them, the rules that need them are skipped).
     """
     folder = resolve_path(path, role=role)
     write.recover(folder, writer=writer)
@@ -44,67 +45,159 @@ def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
     ckpt = Checkpoint.open(folder, role=role, display=display)
     if ckpt.root != folder and write.recover(ckpt.root, writer=writer):  # a trainer root's
         ckpt = Checkpoint.open(folder, role=role, display=display)  # newest checkpoint-N
-    if role == "finetuned" and ckpt.kind in (Kind.MERGED, Kind.ADAPTER):
-        pickled = [name for name in _PICKLED if ckpt.exists(name)]
-        if pickled and not ckpt.weight_files():
-            raise InvalidCheckpointError(
-                ckpt.root / pickled[0],
-                "pickled PyTorch weights are not supported (ftfix never unpickles files)",
-                hint="re-save the model with save_pretrained(..., safe_serialization=True) to "
-                "get model.safetensors",
-            )
-    ckpt.tokenizer()  # parse tokenizer.json now, so a damaged one is bad input, not a crash
     return ckpt
 
 
-def _open_pair(
-    base: PathLike | None, finetuned: PathLike, *, writer: bool = False
-) -> tuple[Checkpoint, Checkpoint]:
-    target = _open(finetuned, role="finetuned", writer=writer)
-    if base is None:
-        base = target.declared_base()
-        if base is None:
-            raise InvalidCheckpointError(
-                target.root,
-                "no base model given and none declared",
-                hint="pass BASE; only a PEFT adapter names its base (base_model_name_or_path)",
+@dataclass
+class _Base:
+    """The base a run compares with, where it came from, or why there is none."""
+
+    checkpoint: Checkpoint | None
+    name: str | None = None
+    source: str | None = None
+    why_not: str = ""
+
+
+_SMALL_FILES = "--include '*.json' '*.jinja' '*.model' '*.txt'"
+_FRONT_MATTER = re.compile(r"\A---\s*\n(.*?)\n---\s*(\n|\Z)", re.DOTALL)
+
+
+def _front_matter_base(text: str) -> str | None:
+    """`base_model:` of a model card's YAML front matter (a string or the first list item)."""
+    match = _FRONT_MATTER.match(text)
+    if match is None:
+        return None
+    lines = match.group(1).splitlines()
+    for i, line in enumerate(lines):
+        key, _, value = line.partition(":")
+        if key.strip() != "base_model" or line[:1].isspace():
+            continue
+        value = value.strip()
+        if not value and i + 1 < len(lines):  # a YAML list on the next lines
+            value = lines[i + 1].strip().removeprefix("-").strip()
+        value = value.strip("'\"")
+        return value or None
+    return None
+
+
+def _declared_in(folder: Path, label: str) -> list[tuple[str, str]]:
+    """(value, where) for each base a folder's own files name, in the order a person looks."""
+    found: list[tuple[str, str]] = []
+    keys = (("adapter_config.json", "base_model_name_or_path"), ("config.json", "_name_or_path"))
+    for name, key in keys:
+        try:
+            data = jsonfmt.loads_object((folder / name).read_bytes())
+        except (OSError, ValueError):
+            continue
+        value = data.get(key)
+        if isinstance(value, str) and value.strip():
+            found.append((value.strip(), f"{label}{name}"))
+    try:
+        card = (folder / "README.md").read_text("utf-8")
+    except (OSError, UnicodeDecodeError):
+        card = ""
+    value = _front_matter_base(card)
+    if value:
+        found.append((value, f"{label}README.md"))
+    return found
+
+
+def _candidates(target: Checkpoint, given: Path) -> list[tuple[str, str]]:
+    found = _declared_in(target.root, "")
+    # A trainer root names its base in its own files (the final adapter or model card).
+    for root in {given, target.root.parent}:
+        if root.resolve() != target.root.resolve() and _checkpoint_dirs(root):
+            found += _declared_in(root, f"{root.name}/")
+    return found
+
+
+def _reach(value: str, target: Checkpoint) -> tuple[Checkpoint | None, str]:
+    """Open a declared base, or say why it cannot be had here."""
+    beside = target.root / value
+    local = beside if not os.path.isabs(value) and beside.is_dir() else Path(value).expanduser()
+    if local.is_dir():
+        if local.resolve() == target.root.resolve():
+            return None, "is the fine-tune itself"
+        try:
+            return _open(local, role="base"), ""
+        except FtfixError as exc:
+            return None, f"cannot be opened ({exc.reason})"
+    if not os.path.isabs(value) and is_hub_id(value):
+        try:
+            return _open(value, role="base"), ""
+        except FtfixError:
+            if offline():
+                return None, (
+                    "is not in the local Hugging Face cache and HF_HUB_OFFLINE is set; fetch its "
+                    f"small files (no weights) with `hf download {value} {_SMALL_FILES}`"
+                )
+            return None, (
+                "could not be downloaded (gated, private, misspelled, or no network); after "
+                f"`hf auth login` if it is gated, run `hf download {value} {_SMALL_FILES}`"
             )
-        logger.info("using the base declared by %s: %s", target.display, base)
-    source = _open(base, role="base")
-    if source.root.resolve() == target.root.resolve():
-        raise IncompatibleCheckpointsError(
-            target.root,
-            "base and fine-tuned checkpoint are the same folder",
-            hint="pass the base model the fine-tune started from as BASE",
+    return None, "is a path on the machine it was trained on and does not exist here"
+
+
+def _find_base(base: PathLike | None, target: Checkpoint, given: Path) -> _Base:
+    if base is not None:
+        source = _open(base, role="base")
+        if source.root.resolve() == target.root.resolve():
+            raise IncompatibleCheckpointsError(
+                target.root,
+                "base and fine-tuned checkpoint are the same folder",
+                hint="pass the base model the fine-tune started from as BASE",
+            )
+        return _Base(source, os.fspath(base), "given")
+    candidates = _candidates(target, given)
+    failures = []
+    for value, where in candidates:
+        ckpt, why = _reach(value, target)
+        if ckpt is not None:
+            logger.info("using the base named in %s: %s", where, value)
+            return _Base(ckpt, value, where)
+        if why != "is the fine-tune itself":
+            failures.append((value, where, why))
+    if not failures:
+        return _Base(
+            None,
+            why_not="no base model was given and the folder names none; pass it as BASE "
+            "(`ftfix check BASE FT`, a folder or Hub id) to run them",
         )
-    return source, target
+    # The most useful to name: a Hub id (it can be fetched), else the first found.
+    value, where, why = next((f for f in failures if is_hub_id(f[0])), failures[0])
+    return _Base(None, value, where, why_not=f"the base {value} named in {where} {why}")
 
 
-def _options(template: PathLike | str | None, init: str = "mean") -> Options:
+def _options(
+    template: PathLike | str | None, init: str = "mean", base_id: str | None = None
+) -> Options:
     if init not in ("mean", "subtokens"):
         raise UsageError(
             "init", f"unknown row initialisation {init!r}", hint="use mean or subtokens"
         )
     if template is None:
-        return Options(init=init)
+        return Options(init=init, base_id=base_id)
     text = os.fspath(template)
     path = Path(text)
     if path.is_file():
         try:
-            return Options(template=path.read_text("utf-8"), init=init)
+            return Options(template=path.read_text("utf-8"), init=init, base_id=base_id)
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidCheckpointError(path, f"cannot read template: {exc}") from exc
     if "{{" not in text and "{%" not in text:
         # Neither a file nor Jinja: almost certainly a mistyped path, not a template.
         raise CheckpointNotFoundError(text, "template file not found", hint="pass a .jinja file")
-    return Options(template=text, init=init)
+    return Options(template=text, init=init, base_id=base_id)
 
 
 def _report(
-    mode: Mode, base: Checkpoint, target: Checkpoint, plan: Plan, fail_on: Severity | str
+    mode: Mode, base: _Base, target: Checkpoint, plan: Plan, fail_on: Severity | str
 ) -> Report:
     return Report(
-        base=base.display,
+        base=base.checkpoint.display if base.checkpoint is not None else base.name,
+        base_source=base.source if base.checkpoint is not None else None,
+        skipped_rules=list(plan.skipped_rules),
+        internal_errors=list(plan.failures),
         finetuned=target.display,
         mode=mode,
         findings=list(plan.findings),
@@ -115,20 +208,54 @@ def _report(
     )
 
 
+def _given_base_id(base: PathLike | None) -> str | None:
+    """The base as a Hub id when the user named it so (not a local folder)."""
+    if base is None:
+        return None
+    text = os.fspath(base)
+    return text if is_hub_id(text) and not Path(text).exists() else None
+
+
+def _prepare(
+    base: PathLike | None, finetuned: PathLike | None, *, writer: bool
+) -> tuple[_Base, Checkpoint]:
+    if finetuned is None:  # check(ft): the only path is the fine-tune
+        if base is None:
+            raise UsageError("finetuned", "no checkpoint given", hint="pass the fine-tune folder")
+        base, finetuned = None, base
+    assert finetuned is not None
+    target = _open(finetuned, role="finetuned", writer=writer)
+    given = Path(os.fspath(finetuned)).expanduser()
+    return _find_base(base, target, given), target
+
+
+def _build(
+    found: _Base, target: Checkpoint, fixers: Sequence[Fixer], options: Options, **kwargs: bool
+) -> Plan:
+    return build(
+        found.checkpoint, target, fixers, options=options, no_base_reason=found.why_not, **kwargs
+    )
+
+
 def check(
     base: PathLike | None,
-    finetuned: PathLike,
+    finetuned: PathLike | None = None,
     *,
     select: Sequence[str] | None = None,
     ignore: Sequence[str] = (),
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
 ) -> Report:
-    """Compare a fine-tuned checkpoint with its base and report what is broken. Writes nothing.
+    """Check a fine-tuned checkpoint, with its base when one is at hand. Writes nothing.
+
+    `check(ft)` and `check(None, ft)` find the base the folder names (adapter_config.json,
+    config.json `_name_or_path`, the model card's `base_model`, a trainer root's files); without
+    one, the rules that compare with the base are skipped and listed in `report.skipped_rules`.
 
     Args:
-        base (`str` or `os.PathLike`): the base model folder (or a Hub id in the local cache);
-            `None` for a PEFT adapter uses its `base_model_name_or_path`.
+        base (`str` or `os.PathLike`): the base model folder or Hub id (from the local cache,
+            else its small files are downloaded unless `HF_HUB_OFFLINE`); `None` to look for
+            the base the folder names. With `finetuned` omitted, this is the fine-tune.
         finetuned (`str` or `os.PathLike`): merged model, PEFT adapter, tokenizer folder, or a
             trainer output folder (its newest `checkpoint-N` is checked).
         select (`Sequence[str]`, *optional*): rule codes, code prefixes (`FTX0`) or names to run.
@@ -142,8 +269,9 @@ def check(
         `Report`: `report.ok` is `True` when no error remains.
 
     Raises:
-        `CheckpointNotFoundError`: a path does not exist.
-        `InvalidCheckpointError`: a folder is not a checkpoint or a file cannot be parsed.
+        `CheckpointNotFoundError`: a path does not exist (a base given explicitly included).
+        `InvalidCheckpointError`: a folder is not a checkpoint, or nothing in it can be read
+            (a file that cannot be read is a finding, not an error).
         `IncompatibleCheckpointsError`: base and fine-tune are the same folder.
         `UnknownCodeError`: `select`/`ignore` names no rule.
 
@@ -151,17 +279,18 @@ def check(
         >>> report = ftfix.check("meta-llama/Llama-3.2-1B-Instruct", "out/checkpoint-500")
         >>> print(report)
     """
-    source, target = _open_pair(base, finetuned)
+    found, target = _prepare(base, finetuned, writer=False)
     fixers = registry.resolve(select, ignore)
-    plan = build(source, target, fixers, apply_fixes=False, options=_options(template))
-    report = _report("check", source, target, plan, fail_on)
+    options = _options(template, base_id=_given_base_id(base if finetuned else None))
+    plan = _build(found, target, fixers, options, apply_fixes=False)
+    report = _report("check", found, target, plan, fail_on)
     report.remaining = list(plan.findings)
     return report
 
 
 def repair(
     base: PathLike | None,
-    finetuned: PathLike,
+    finetuned: PathLike | None = None,
     *,
     select: Sequence[str] | None = None,
     ignore: Sequence[str] = (),
@@ -180,7 +309,8 @@ def repair(
     them. A healthy checkpoint is left byte-identical.
 
     Args:
-        base (`str` or `os.PathLike`): the base model folder (or a Hub id in the local cache).
+        base (`str` or `os.PathLike`): the base model folder or Hub id; `None` (or omitted,
+            `repair(ft)`) to use the base the folder names, or none (see `check`).
         finetuned (`str` or `os.PathLike`): the checkpoint to repair.
         select (`Sequence[str]`, *optional*): rules to run (codes, prefixes or names).
         ignore (`Sequence[str]`, *optional*): rules to skip.
@@ -211,13 +341,11 @@ def repair(
         >>> report.ok
         True
     """
-    source, target = _open_pair(base, finetuned, writer=not dry_run)
+    found, target = _prepare(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
-    options = _options(template, init)
-    plan = build(
-        source, target, fixers, apply_fixes=True, unsafe_fixes=unsafe_fixes, options=options
-    )
-    report = _report("dry-run" if dry_run else "repair", source, target, plan, fail_on)
+    options = _options(template, init, base_id=_given_base_id(base if finetuned else None))
+    plan = _build(found, target, fixers, options, apply_fixes=True, unsafe_fixes=unsafe_fixes)
+    report = _report("dry-run" if dry_run else "repair", found, target, plan, fail_on)
     if dry_run:
         applied = {f.key() for f in plan.applied}
         report.remaining = [f for f in plan.findings if f.key() not in applied]
@@ -235,7 +363,7 @@ def repair(
     report.backup = str(result.backup) if result.backup else None
 
     after = Checkpoint.open(root, role="finetuned")
-    recheck = build(source, after, fixers, apply_fixes=False, options=options)
+    recheck = _build(found, after, fixers, options, apply_fixes=False)
     report.remaining = list(recheck.findings)
     still = {f.key() for f in recheck.findings}
     for finding in plan.applied:

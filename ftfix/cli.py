@@ -18,7 +18,7 @@ from .report import Report
 
 __all__ = ["main", "run"]
 
-EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_RULE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _codes(values: list[str] | None) -> list[str] | None:
@@ -32,9 +32,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "paths",
         nargs="+",
         metavar="[BASE] FINETUNED",
-        help="base model folder or Hub id in the local cache, then one or more fine-tuned "
-        "checkpoints, adapters or trainer output folders; with a single path (a PEFT adapter) "
-        "the base is the adapter's base_model_name_or_path",
+        help="base model folder or Hub id, then one or more fine-tuned checkpoints, adapters "
+        "or trainer output folders; with a single path the base is the one the folder names "
+        "(or none: the checks that need it are skipped, with a note)",
     )
     parser.add_argument(
         "--all-checkpoints", action="store_true", help="every checkpoint-N of a trainer folder"
@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ftfix",
         description="Check and repair fine-tuned LLM checkpoints against their base model.",
-        epilog="exit codes: 0 no errors remain, 1 errors remain, 2 bad input or usage",
+        epilog="exit codes: 0 no errors remain, 1 errors remain, 2 bad input or usage, "
+        "3 a check failed internally (the others ran)",
     )
     parser.add_argument("--version", action="version", version=f"ftfix {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -126,14 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_report(report: Report, fmt: str, *, diff: bool = False) -> None:
+def _print_report(report: Report, fmt: str, *, diff: bool = False, debug: bool = False) -> None:
     if fmt == "json":
         print(report.to_json())
     elif diff:
         sys.stdout.write(report.diff)
         print(report.summary(), file=sys.stderr)
     else:
-        print(report.render_text())
+        print(report.render_text(debug=debug))
 
 
 def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs: Any) -> int:
@@ -147,7 +148,7 @@ def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs
     codes = []
     if len(targets) == 1:
         report = func(base, targets[0], **kwargs)
-        _print_report(report, args.format, diff=diff)
+        _print_report(report, args.format, diff=diff, debug=args.debug)
         codes.append(_exit(args, report))
     else:
         documents = []
@@ -160,7 +161,7 @@ def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs
                 documents.append(result.report.to_dict())
             else:
                 print(f"== {result.target}")
-                _print_report(result.report, args.format, diff=diff)
+                _print_report(result.report, args.format, diff=diff, debug=args.debug)
             codes.append(_exit(args, result.report))
         if args.format == "json":
             print(json.dumps(documents, indent=2, ensure_ascii=False))

@@ -13,6 +13,8 @@ __all__ = [
     "FileEdit",
     "Finding",
     "Fix",
+    "RuleFailure",
+    "RuleSkip",
     "Severity",
     "TensorEdit",
     "TensorResizeEdit",
@@ -173,3 +175,37 @@ class Finding:
     def key(self) -> tuple[str, str | None]:
         """Identity used to tell whether the same problem survived a repair."""
         return (self.code, self.path)
+
+
+@dataclass(frozen=True)
+class RuleSkip:
+    """A rule that did not run because an input it needs is not available.
+
+    Args:
+        code (`str`): the rule code.
+        name (`str`): the rule name.
+        needs (`str`): what it needed, e.g. "the base model".
+        reason (`str`): why that is not available, e.g. "model.safetensors is a Git LFS pointer".
+    """
+
+    code: str
+    name: str
+    needs: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """A rule that raised: reported as an internal error of that rule; the others still ran.
+
+    Args:
+        code (`str`): the rule code.
+        name (`str`): the rule name.
+        message (`str`): one line, `ExceptionType: message`.
+        traceback (`str`): the formatted traceback (shown with `--debug`).
+    """
+
+    code: str
+    name: str
+    message: str
+    traceback: str = ""

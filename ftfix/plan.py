@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import difflib
 import logging
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from .analysis.context import Context, Options
-from .findings import Applicability, FileEdit, Finding, TensorEdit
-from .io.checkpoint import Checkpoint
+from .analysis.context import Context, InputMissing, Need, Options
+from .errors import InvalidCheckpointError
+from .findings import Applicability, FileEdit, Finding, RuleFailure, RuleSkip, TensorEdit
+from .io.checkpoint import Checkpoint, Kind
 from .rules.base import Fixer
 
 __all__ = ["Plan", "build"]
@@ -27,6 +30,8 @@ class Plan:
         skipped (`dict`): finding key -> why its fix is not in the plan.
         file_edits (`dict[str, FileEdit]`): one edit per file; `before` is the file on disk.
         tensor_edits (`list[TensorEdit]`): row rewrites and (`TensorResizeEdit`) grown tensors.
+        skipped_rules (`list[RuleSkip]`): rules not run for want of an input they need.
+        failures (`list[RuleFailure]`): rules that raised (the others ran).
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -34,6 +39,8 @@ class Plan:
     skipped: dict[tuple[str, str | None], str] = field(default_factory=dict)
     file_edits: dict[str, FileEdit] = field(default_factory=dict)
     tensor_edits: list[TensorEdit] = field(default_factory=list)
+    skipped_rules: list[RuleSkip] = field(default_factory=list)
+    failures: list[RuleFailure] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
@@ -77,15 +84,21 @@ def _allowed(finding: Finding, unsafe_fixes: bool) -> str | None:
 
 
 def build(
-    base: Checkpoint,
+    base: Checkpoint | None,
     target: Checkpoint,
     fixers: Sequence[Fixer],
     *,
     apply_fixes: bool,
     unsafe_fixes: bool = False,
     options: Options | None = None,
+    no_base_reason: str = "no base model was given",
 ) -> Plan:
     """Run `fixers` in order; each sees `target` through the edits chosen before it.
+
+    A rule whose `needs` are not met is skipped (recorded in `plan.skipped_rules`, with
+    `no_base_reason` when the base is what is missing); so is one that reads an unreadable file
+    or the absent base while running. A rule that raises anything else is recorded in
+    `plan.failures` and the others still run.
 
     A fix whose edits were computed against content that an earlier fix has since changed is
     rejected as a conflict (reported, not applied). Edits to the same file merge into one.
@@ -94,7 +107,30 @@ def build(
     ctx = Context(base, target, options or Options())
     staged = target
     for fixer in fixers:
-        found = list(fixer.check(ctx.with_target(staged)))
+        unmet = _unmet(fixer.needs, ctx, no_base_reason)
+        if unmet is not None:
+            plan.skipped_rules.append(RuleSkip(fixer.code, fixer.name, *unmet))
+            continue
+        try:
+            found = list(fixer.check(ctx.with_target(staged)))
+        except InputMissing as exc:
+            why = no_base_reason if exc.need is Need.BASE else "not available"
+            plan.skipped_rules.append(RuleSkip(fixer.code, fixer.name, exc.need.describe, why))
+            continue
+        except InvalidCheckpointError as exc:  # a file it reads cannot be read: reported apart
+            rel = _rel(exc.path, ctx)
+            why = _one_line(exc.reason)
+            if rel in staged.problems:  # the file rules report it; the notice need not repeat
+                why = "it cannot be read (reported above)"
+            plan.skipped_rules.append(RuleSkip(fixer.code, fixer.name, rel, why))
+            continue
+        except Exception as exc:  # one broken rule must not hide what the others find
+            logger.debug("rule %s raised", fixer.code, exc_info=True)
+            message = _one_line(f"{type(exc).__name__}: {exc}")
+            plan.failures.append(
+                RuleFailure(fixer.code, fixer.name, message, traceback.format_exc())
+            )
+            continue
         for finding in found:
             plan.findings.append(finding)
             reason = _allowed(finding, unsafe_fixes) if apply_fixes else "check only"
@@ -107,6 +143,56 @@ def build(
             staged = _stage(plan, staged, finding)
             plan.applied.append(finding)
     return plan
+
+
+def _one_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
+
+
+def _rel(path: str, ctx: Context) -> str:
+    """`path` relative to the checkpoint it belongs to (the base's files say so)."""
+    for ckpt, label in ((ctx.target, ""), (ctx.base_or_none, "the base's ")):
+        if ckpt is None:
+            continue
+        try:
+            return label + Path(path).resolve().relative_to(ckpt.root.resolve()).as_posix()
+        except ValueError:
+            continue
+    return path
+
+
+def _unmet(needs: frozenset[Need], ctx: Context, no_base_reason: str) -> tuple[str, str] | None:
+    """(what is needed, why it is not available) for the first unmet need, else `None`."""
+    for need in sorted(needs, key=list(Need).index):
+        if need in (Need.BASE, Need.BASE_WEIGHTS) and ctx.base_or_none is None:
+            return Need.BASE.describe, no_base_reason
+        why = None
+        if need is Need.BASE_WEIGHTS:
+            why = _weights_unreadable(ctx.base, "the base") or (
+                None
+                if ctx.base.kind is Kind.ADAPTER or ctx.base.weight_files()
+                else "the base folder holds no safetensors weights"
+            )
+        elif need is Need.WEIGHTS:
+            why = _weights_unreadable(ctx.target, "")
+        elif need is Need.TOKENIZER:
+            try:
+                ctx.target.tokenizer()
+            except InvalidCheckpointError as exc:
+                why = f"{_rel(exc.path, ctx)}: {_one_line(exc.reason)}"
+        if why is not None:
+            return need.describe, why
+    return None
+
+
+def _weights_unreadable(ckpt: Checkpoint, label: str) -> str | None:
+    problem = ckpt.weights_problem()
+    if problem is None:
+        return None
+    if not label:
+        return f"{problem.path} cannot be read (reported above)"
+    return f"{label}'s {problem}"
 
 
 def _conflict(staged: Checkpoint, finding: Finding) -> str | None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .findings import Applicability, Finding, Severity
+from .findings import Applicability, Finding, RuleFailure, RuleSkip, Severity
 
 __all__ = ["JSON_SCHEMA_VERSION", "Report"]
 
@@ -31,7 +31,7 @@ class Report:
     """What `ftfix.check()` / `ftfix.repair()` found and did.
 
     Args:
-        base (`str`): the base as given.
+        base (`str`, *optional*): the base as given or found, `None` when there is none.
         finetuned (`str`): the fine-tuned checkpoint as given (the folder actually checked).
         mode (`str`): `"check"`, `"dry-run"` or `"repair"`.
         findings (`list[Finding]`): what was found before any fix.
@@ -44,9 +44,15 @@ class Report:
         backup (`str`, *optional*): backup folder of this repair (for `ftfix undo`).
         output (`str`, *optional*): where the repaired copy was written, with `output=`.
         fail_on (`Severity`): the lowest severity that fails (`exit_code` 1).
+        base_source (`str`, *optional*): where the base came from: `"given"`, or the file that
+            names it (`adapter_config.json`, `config.json`, `README.md`, a trainer root's).
+        skipped_rules (`list[RuleSkip]`): rules not run for want of an input (the base, a
+            readable file), with why; printed as one notice.
+        internal_errors (`list[RuleFailure]`): rules that raised (a bug in ftfix); the other
+            rules ran; `exit_code` 3.
     """
 
-    base: str
+    base: str | None
     finetuned: str
     mode: Mode
     findings: list[Finding] = field(default_factory=list)
@@ -59,6 +65,9 @@ class Report:
     backup: str | None = None
     output: str | None = None
     fail_on: Severity = Severity.ERROR
+    base_source: str | None = None
+    skipped_rules: list[RuleSkip] = field(default_factory=list)
+    internal_errors: list[RuleFailure] = field(default_factory=list)
 
     # ------------------------------------------------------------- verdict
     @property
@@ -68,9 +77,11 @@ class Report:
 
     @property
     def exit_code(self) -> int:
-        """0 clean, 1 problems at or above `fail_on` remain, 2 the run itself failed."""
+        """0 clean, 1 problems at or above `fail_on` remain, 2 the run failed, 3 a rule failed."""
         if self.errors:
             return 2
+        if self.internal_errors:
+            return 3
         if any(f.severity.rank >= self.fail_on.rank for f in self.remaining):
             return 1
         return 0
@@ -84,8 +95,24 @@ class Report:
         return f"{where}: {finding.code} {sev} {marker}{finding.message}"
 
     # ---------------------------------------------------------------- text
-    def render_text(self, *, show_fixes: bool = True) -> str:
-        """ruff-like lines (`path: CODE severity [*] message`) and a summary."""
+    def notice(self) -> str | None:
+        """One plain note: which rules were skipped, why, and how to run them; `None` if none."""
+        if not self.skipped_rules:
+            return None
+        groups: dict[tuple[str, str], list[str]] = {}
+        for skip in self.skipped_rules:
+            groups.setdefault((skip.needs, skip.reason), []).append(skip.code)
+        parts = [
+            f"{_plural(len(codes), 'check')} that need {needs} ({', '.join(codes)}): {reason}"
+            for (needs, reason), codes in groups.items()
+        ]
+        return "note: skipped " + "; ".join(parts) + "."
+
+    def render_text(self, *, show_fixes: bool = True, debug: bool = False) -> str:
+        """ruff-like lines (`path: CODE severity [*] message`), a notice, and a summary.
+
+        With `debug`, the traceback of each rule that failed follows its line.
+        """
         lines = []
         applied = {f.key() for f in self.applied}
         shown: Sequence[Finding] = self.findings
@@ -107,13 +134,26 @@ class Report:
                     lines.append(self._line(finding))
         for error in self.errors:
             lines.append(f"error: {error}")
+        for failure in self.internal_errors:
+            lines.append(
+                f"internal error: {failure.code} {failure.name} failed: {failure.message} "
+                "(the other checks ran; please report it"
+                + (")" if debug else ", with the traceback --debug prints)")
+            )
+            if debug and failure.traceback:
+                lines.append(failure.traceback.rstrip())
+        notice = self.notice()
+        if notice:
+            lines.append(notice)
         lines.append(self.summary())
         return "\n".join(lines)
 
     def summary(self) -> str:
         """One or two closing lines: counts, what to run next."""
         if not self.findings and not self.remaining and not self.errors:
-            return "All checks passed."
+            if self.internal_errors:
+                return f"No problems found; {_plural(len(self.internal_errors), 'check')} failed."
+            return "All checks passed." if not self.skipped_rules else "All checks run passed."
         parts = []
         if self.mode == "check":
             parts.append(f"Found {self._counts(self.findings)}.")
@@ -194,6 +234,15 @@ class Report:
             "backup": self.backup,
             "errors": list(self.errors),
             "exit_code": self.exit_code,
+            "base_source": self.base_source,
+            "skipped_rules": [
+                {"code": s.code, "name": s.name, "needs": s.needs, "reason": s.reason}
+                for s in self.skipped_rules
+            ],
+            "internal_errors": [
+                {"code": f.code, "name": f.name, "message": f.message, "traceback": f.traceback}
+                for f in self.internal_errors
+            ],
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -237,5 +286,6 @@ class Report:
         )
         return (
             f"<div><p><b>ftfix {html.escape(self.mode)}</b> {html.escape(self.finetuned)} "
-            f"(base {html.escape(self.base)})</p>{table}<p>{html.escape(self.summary())}</p></div>"
+            f"(base {html.escape(self.base or 'none')})</p>{table}"
+            f"<p>{html.escape(self.summary())}</p></div>"
         )

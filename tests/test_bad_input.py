@@ -1,8 +1,11 @@
-"""Bad input: every malformed or hostile checkpoint gives one `path: reason` + `hint:`, exit 2.
+"""Bad input: a damaged file is a finding on that file; bad paths and usage give exit 2.
 
 Each case breaks one thing in a healthy pair (or passes bad paths), runs the CLI in-process, and
-checks: exit code 2, exactly two stderr lines (`ftfix: error: <path>: <reason>` and `hint: ...`),
-no traceback, and every file of both folders unchanged (sha256). Hostile chat templates are not
+checks every file of both folders unchanged (sha256) and no traceback. A damaged file of the
+fine-tune is a finding of a file rule (FTX900-FTX919) on that file, the other rules still run
+(exit 1, or 0 for a warning); a damaged file of the base skips the checks that read it, with a
+note. Bad paths, usage and a hostile state folder give exit 2 with exactly two stderr lines
+(`ftfix: error: <path>: <reason>` and `hint: ...`). Hostile chat templates are not
 bad input but findings; they are tested at the end against `chat-template-broken` (skipped
 until that rule is registered).
 """
@@ -38,6 +41,7 @@ class Case:
     shards: int = 0
     repair_only: bool = False  # `check` reads but does not write: it may legitimately pass
     args: Callable[[Path, Path, Path], list[str]] | None = None  # CLI paths, default [base, ft]
+    finding: str | None = None  # the file rule that reports it; None: exit 2 (or a base file)
 
 
 def _raw_safetensors(path: Path, header: object, payload: bytes = b"", length: int | None = None):
@@ -89,8 +93,9 @@ def _first_tensor_to(shard: str):
 
 
 def _missing_shard(base: Path, ft: Path, scratch: Path) -> Path:
-    sorted(ft.glob("model-*.safetensors"))[-1].unlink()
-    return ft / SHARDS_INDEX
+    shard = sorted(ft.glob("model-*.safetensors"))[-1]
+    shard.unlink()
+    return shard
 
 
 def _unknown_tensor(index: dict) -> None:
@@ -175,16 +180,27 @@ def _not_utf8_template_option(base: Path, ft: Path, scratch: Path) -> Path:
 
 CASES = [
     # --- safetensors headers and data
-    Case("st-truncated", _write("model.safetensors", b"\x01\x02"), "truncated safetensors"),
-    Case("st-header-len-past-eof", _st({}, length=10**6), "larger than the file"),
-    Case("st-header-huge", _st({}, length=200 * 1024 * 1024), "exceeds the 100 MiB limit"),
-    Case("st-header-not-json", _st(b"nope"), "not valid JSON"),
-    Case("st-header-not-utf8", _st(b'{"\xff": 1}'), "not valid JSON"),
-    Case("st-header-list", _st([1, 2]), "not a JSON object"),
+    Case(
+        "st-truncated",
+        _write("model.safetensors", b"\x01\x02"),
+        "truncated safetensors",
+        finding="FTX901",
+    ),
+    Case("st-header-len-past-eof", _st({}, length=10**6), "larger than the file", finding="FTX901"),
+    Case(
+        "st-header-huge",
+        _st({}, length=200 * 1024 * 1024),
+        "exceeds the 100 MiB limit",
+        finding="FTX901",
+    ),
+    Case("st-header-not-json", _st(b"nope"), "not valid JSON", finding="FTX901"),
+    Case("st-header-not-utf8", _st(b'{"\xff": 1}'), "not valid JSON", finding="FTX901"),
+    Case("st-header-list", _st([1, 2]), "not a JSON object", finding="FTX901"),
     Case(
         "st-offsets-past-eof",
         _st({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}, b"1234"),
         "past the end of the file",
+        finding="FTX901",
     ),
     Case(
         "st-offsets-overlap",
@@ -196,88 +212,151 @@ CASES = [
             b"12345678",
         ),
         "overlap",
+        finding="FTX901",
     ),
     Case(
         "st-offsets-vs-dtype-shape",
         _st({"t": {"dtype": "F32", "shape": [2], "data_offsets": [0, 4]}}, b"1234"),
         "needs 8",
+        finding="FTX901",
     ),
     Case(
         "st-unknown-dtype",
         _st({"t": {"dtype": "Q7", "shape": [1], "data_offsets": [0, 1]}}, b"x"),
         "unsupported dtype",
+        finding="FTX901",
     ),
     Case(
         "st-bad-shape",
         _st({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}, b"1234"),
         "invalid shape",
+        finding="FTX901",
     ),
     Case(
         "st-bad-offsets",
         _st({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 0]}}, b"1234"),
         "invalid data_offsets",
+        finding="FTX901",
     ),
-    Case("st-metadata-not-object", _st({"__metadata__": [1]}), "__metadata__ is not an object"),
-    Case("st-data-truncated", _truncate_data, "past the end of the file"),
+    Case(
+        "st-metadata-not-object",
+        _st({"__metadata__": [1]}),
+        "__metadata__ is not an object",
+        finding="FTX901",
+    ),
+    Case("st-data-truncated", _truncate_data, "past the end of the file", finding="FTX901"),
     # --- sharded index
-    Case("index-missing-shard", _missing_shard, "is missing", shards=2),
+    Case("index-missing-shard", _missing_shard, "is not in the folder", shards=2, finding="FTX902"),
     Case(
         "index-parent-dir",
         _index(_first_tensor_to("../outside.safetensors")),
         "not a file in the checkpoint folder",
         shards=2,
+        finding="FTX901",
     ),
     Case(
         "index-absolute-path",
         _index(_first_tensor_to("/etc/passwd")),
         "not a file in the checkpoint folder",
         shards=2,
+        finding="FTX901",
     ),
-    Case("index-tensor-missing", _index(_unknown_tensor), "is not in shard", shards=2),
+    Case(
+        "index-tensor-missing",
+        _index(_unknown_tensor),
+        "is not in shard",
+        shards=2,
+        finding="FTX901",
+    ),
     Case(
         "index-no-weight-map",
         _index(lambda index: index.pop("weight_map")),
         "no weight_map",
         shards=2,
+        finding="FTX901",
     ),
     Case(
         "index-shard-not-a-name",
         _index(_first_tensor_to(7)),  # type: ignore[arg-type]
         "not a file name",
         shards=2,
+        finding="FTX901",
     ),
-    Case("index-invalid-json", _write(SHARDS_INDEX, b'{"weight_map": {'), "invalid JSON", shards=2),
+    Case(
+        "index-invalid-json",
+        _write(SHARDS_INDEX, b'{"weight_map": {'),
+        "invalid JSON",
+        shards=2,
+        finding="FTX901",
+    ),
     # --- JSON configs: invalid, not UTF-8, not an object
-    Case("config-invalid-json", _write("config.json", b'{"a": 1,,}'), "invalid JSON"),
-    Case("config-not-utf8", _write("config.json", b'{"a": "\xff"}'), "not UTF-8"),
-    Case("config-is-a-list", _write("config.json", b"[1, 2]"), "expected a JSON object"),
-    Case("config-nan", _write("config.json", b'{"x": NaN}'), "invalid JSON constant"),
+    Case(
+        "config-invalid-json",
+        _write("config.json", b'{"a": 1,,}'),
+        "invalid JSON",
+        finding="FTX901",
+    ),
+    Case("config-not-utf8", _write("config.json", b'{"a": "\xff"}'), "not UTF-8", finding="FTX901"),
+    Case(
+        "config-is-a-list",
+        _write("config.json", b"[1, 2]"),
+        "expected a JSON object",
+        finding="FTX901",
+    ),
+    Case(
+        "config-nan",
+        _write("config.json", b'{"x": NaN}'),
+        "invalid JSON constant",
+        finding="FTX901",
+    ),
     Case(
         "generation-config-invalid-json",
         _write("generation_config.json", b'{"eos_token_id": 1,,}'),
         "invalid JSON",
+        finding="FTX901",
     ),
     Case(
-        "generation-config-not-utf8", _write("generation_config.json", b"\xff\xfe{}"), "not UTF-8"
+        "generation-config-not-utf8",
+        _write("generation_config.json", b"\xff\xfe{}"),
+        "not UTF-8",
+        finding="FTX901",
     ),
     Case(
         "tokenizer-config-invalid-json",
         _write("tokenizer_config.json", b'{"chat_template": "x"'),
         "invalid JSON",
+        finding="FTX901",
     ),
-    Case("tokenizer-config-not-utf8", _write("tokenizer_config.json", b"\xfe{}"), "not UTF-8"),
+    Case(
+        "tokenizer-config-not-utf8",
+        _write("tokenizer_config.json", b"\xfe{}"),
+        "not UTF-8",
+        finding="FTX901",
+    ),
     Case(
         "tokenizer-config-is-a-string",
         _write("tokenizer_config.json", b'"tokenizer"'),
         "expected a JSON object",
+        finding="FTX901",
     ),
     Case(
         "special-tokens-map-invalid-json",
         _write("special_tokens_map.json", b"{eos_token: 1}"),
         "invalid JSON",
+        finding="FTX901",
     ),
-    Case("added-tokens-not-utf8", _write("added_tokens.json", b'{"\xc3": 98}'), "not UTF-8"),
-    Case("processor-template-invalid-json", _write("chat_template.json", b"{]"), "invalid JSON"),
+    Case(
+        "added-tokens-not-utf8",
+        _write("added_tokens.json", b'{"\xc3": 98}'),
+        "not UTF-8",
+        finding="FTX901",
+    ),
+    Case(
+        "processor-template-invalid-json",
+        _write("chat_template.json", b"{]"),
+        "invalid JSON",
+        finding="FTX901",
+    ),
     Case(
         "base-config-invalid-json",
         _write("config.json", b"{", side="base"),
@@ -293,10 +372,26 @@ CASES = [
         "tokenizer-json-truncated",
         _write("tokenizer.json", b'{"version": "1.0", "trunc'),
         "tokenizer.json",
+        finding="FTX901",
     ),
-    Case("tokenizer-json-not-a-tokenizer", _write("tokenizer.json", b"{}"), "tokenizer.json"),
-    Case("tokenizer-json-not-utf8", _write("tokenizer.json", b"\xff\xff\xff"), "tokenizer.json"),
-    Case("chat-template-not-utf8", _write("chat_template.jinja", b"{{ '\xff' }}"), "not UTF-8"),
+    Case(
+        "tokenizer-json-not-a-tokenizer",
+        _write("tokenizer.json", b"{}"),
+        "tokenizer.json",
+        finding="FTX901",
+    ),
+    Case(
+        "tokenizer-json-not-utf8",
+        _write("tokenizer.json", b"\xff\xff\xff"),
+        "tokenizer.json",
+        finding="FTX901",
+    ),
+    Case(
+        "chat-template-not-utf8",
+        _write("chat_template.jinja", b"{{ '\xff' }}"),
+        "not UTF-8",
+        finding="FTX901",
+    ),
     Case(
         "template-option-not-utf8",
         _not_utf8_template_option,
@@ -346,8 +441,18 @@ CASES = [
         args=lambda base, ft, scratch: [str(base), str(scratch / "empty")],
     ),
     # --- unsupported or hostile content
-    Case("pickled-weights-only", _pickled_only, "pickled PyTorch weights are not supported"),
-    Case("pickled-adapter-only", _pickled_adapter, "pickled PyTorch weights are not supported"),
+    Case(
+        "pickled-weights-only",
+        _pickled_only,
+        "pickled PyTorch weights, which ftfix never unpickles",
+        finding="FTX903",
+    ),
+    Case(
+        "pickled-adapter-only",
+        _pickled_adapter,
+        "pickled PyTorch weights, which ftfix never unpickles",
+        finding="FTX903",
+    ),
     Case(
         "symlinked-folder-outside",
         _symlinked_template_dir,
@@ -406,6 +511,10 @@ def test_matrix_has_at_least_30_cases():
     assert len({case.name for case in CASES}) == len(CASES)
 
 
+def _is_base_file(case: Case) -> bool:
+    return case.name.startswith("base-") and case.args is None
+
+
 @pytest.mark.parametrize(
     ("case", "command"),
     [
@@ -416,38 +525,75 @@ def test_matrix_has_at_least_30_cases():
     ],
 )
 def test_bad_input(case, command, pristine, tmp_path, capsys):
-    """One `path: reason` line and a hint, exit 2, and not one byte changed in either folder."""
+    """A finding on the damaged file (or a note for a base file, or exit 2 for bad paths and
+    usage), no traceback, and not one byte changed in either folder."""
     base, ft, scratch, (where, *args) = _prepare(case, pristine, tmp_path)
     before = _digests(base, ft, scratch)
     capsys.readouterr()
-    assert main([command, *args]) == 2
-    _assert_one_error(capsys.readouterr().err, where, case.reason)
+    code = main([command, *args])
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err
+    if case.finding is not None:
+        rule = registry.get(case.finding)
+        assert code == (1 if rule.severity is ftfix.Severity.ERROR else 0), out + err
+        lines = [line for line in out.splitlines() if line.startswith(f"{where}: {rule.code} ")]
+        assert len(lines) == 1, out
+        assert case.reason in lines[0], out
+    elif _is_base_file(case):
+        assert code == 0, out + err  # the fine-tune is a healthy copy; base checks are skipped
+        rel = Path(where).relative_to(base).as_posix()
+        assert f"the base's {rel}" in out, out
+    else:
+        assert code == 2
+        _assert_one_error(err, where, case.reason)
     assert _digests(base, ft, scratch) == before
     assert not (scratch / "pwned").exists()
 
 
+# The template case is left out: the test removes that very template.
+_DAMAGED = [c for c in CASES if c.finding and c.name != "chat-template-not-utf8"]
+
+
+@pytest.mark.parametrize("case", _DAMAGED, ids=[c.name for c in _DAMAGED])
+def test_damaged_file_leaves_the_other_rules_running(case, pristine, tmp_path):
+    """With one file damaged, a problem elsewhere is still found: the templates removed from the
+    fine-tune are reported by FTX001 next to the file's finding. (Not when the damaged file is
+    itself a template FTX001 reads: that check is then skipped, with a note.)"""
+    _, ft, _, (_, *args) = _prepare(case, pristine, tmp_path)
+    (ft / "chat_template.jinja").unlink(missing_ok=True)
+    shutil.rmtree(ft / "additional_chat_templates", ignore_errors=True)
+    report = ftfix.check(*args)
+    codes = {f.code for f in report.findings}
+    assert case.finding in codes, report.render_text()
+    if case.name.startswith(("processor-template", "tokenizer-config")):  # templates live there
+        assert "FTX001" in {s.code for s in report.skipped_rules}, report.render_text()
+    else:
+        assert "FTX001" in codes, report.render_text()
+
+
 def test_undo_of_bad_input_changes_nothing(pristine, tmp_path, capsys):
-    """`undo` on a damaged checkpoint is refused the same way."""
-    _, ft, _, (where, *_) = _prepare(CASES[0], pristine, tmp_path)
+    """`undo` on a damaged checkpoint with nothing to undo says so and changes nothing."""
+    _, ft, _, _ = _prepare(CASES[0], pristine, tmp_path)
     before = _digests(ft)
     assert main(["undo", str(ft)]) == 2
-    _assert_one_error(capsys.readouterr().err, where, CASES[0].reason)
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("ftfix: error: "), err
     assert _digests(ft) == before
 
 
 def test_debug_shows_the_traceback(pristine, tmp_path, capsys):
     """--debug prints the traceback before the same error and hint lines."""
-    case = next(c for c in CASES if c.name == "config-invalid-json")
+    case = next(c for c in CASES if c.name == "journal-damaged")
     _, _, _, (where, *args) = _prepare(case, pristine, tmp_path)
     assert main(["--debug", "repair", *args]) == 2
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err
-    assert f"ftfix: error: {where}: invalid JSON" in err
+    assert f"ftfix: error: {where}: " in err
     assert err.rstrip().splitlines()[-1].startswith("hint: ")
 
 
 def test_pickled_weights_are_never_imported_or_unpickled(pristine, tmp_path):
-    """A .bin-only fine-tune is refused without importing torch or unpickling anything."""
+    """A .bin-only fine-tune is checked without importing torch or unpickling anything."""
     import subprocess
     import sys
 
@@ -461,8 +607,9 @@ def test_pickled_weights_are_never_imported_or_unpickled(pristine, tmp_path):
     out = subprocess.run(
         [sys.executable, "-c", code, str(base), str(ft)], capture_output=True, text=True
     )
-    assert out.stdout.split()[0] == "2", out.stderr
-    assert "torch" not in out.stdout
+    assert "FTX903" in out.stdout, out.stdout + out.stderr
+    assert out.stdout.splitlines()[-1].split()[0] == "0", out.stdout + out.stderr
+    assert "torch" not in out.stdout.splitlines()[-1]
     assert not (scratch / "pwned").exists()
 
 

@@ -17,6 +17,7 @@ from ckpt_builders import (
 
 from ftfix.errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
 from ftfix.io.checkpoint import Checkpoint, Kind
+from ftfix.io.problems import ProblemKind
 
 
 def test_merged_v5_reads_jinja_template(make_checkpoint):
@@ -125,11 +126,15 @@ def test_staged_view_overlays_without_writing(make_checkpoint):
     ],
 )
 def test_bad_json_is_a_clear_error(make_checkpoint, filename, content, reason):
-    """A file that cannot be parsed fails at open() with `path: reason` and a hint."""
+    """A file that cannot be parsed is recorded at open(); reading it fails with `path: reason`
+    and a hint (the rule reading it is skipped, the file rule reports it)."""
     path = make_checkpoint()
     (path / filename).write_bytes(content)
+    ckpt = Checkpoint.open(path)
+    assert ckpt.problems[filename].kind is ProblemKind.UNREADABLE
+    assert reason in ckpt.problems[filename].reason
     with pytest.raises(InvalidCheckpointError) as info:
-        Checkpoint.open(path)
+        ckpt.json(filename)
     text = str(info.value)
     assert text.startswith(f"{path / filename}: ")
     assert reason in text
@@ -175,14 +180,21 @@ def test_index_shard_outside_folder_is_refused(make_checkpoint, shard):
     first = next(iter(index["weight_map"]))
     index["weight_map"][first] = shard
     index_path.write_text(json.dumps(index))
-    with pytest.raises(UnsafePathError, match="is not a file in the checkpoint folder"):
-        Checkpoint.open(path)
+    ckpt = Checkpoint.open(path)
+    problem = ckpt.problems["model.safetensors.index.json"]
+    assert "is not a file in the checkpoint folder" in problem.reason
+    with pytest.raises(InvalidCheckpointError, match="is not a file in the checkpoint folder"):
+        ckpt.weight_files()
+    with pytest.raises(UnsafePathError):  # read directly, the index is still refused
+        ckpt._shards_from_index(index)
 
 
 def test_index_missing_shard(make_checkpoint):
-    """An index naming a shard that is not there is a clear error."""
+    """An index naming a shard that is not there: a problem on the shard; weights unreadable."""
     path = make_checkpoint(shards=2)
     shard = sorted(path.glob("model-*.safetensors"))[-1]
     shard.unlink()
-    with pytest.raises(InvalidCheckpointError, match="is missing"):
-        Checkpoint.open(path)
+    ckpt = Checkpoint.open(path)
+    assert ckpt.problems[shard.name].kind is ProblemKind.MISSING_SHARD
+    with pytest.raises(InvalidCheckpointError, match="is not in the folder"):
+        ckpt.weight_files()

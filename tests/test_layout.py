@@ -138,7 +138,14 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
 
 
 # Code prefix -> folder under ftfix/rules/ (the longest matching prefix wins).
-FAMILIES = {"FTX00": "templates", "FTX02": "tokenizer", "FTX1": "weights", "FTX2": "stops"}
+FAMILIES = {
+    "FTX00": "templates",
+    "FTX02": "tokenizer",
+    "FTX1": "weights",
+    "FTX2": "stops",
+    "FTX90": "files",
+    "FTX91": "files",
+}
 
 
 def test_every_rule_lives_in_its_family_folder():

@@ -157,3 +157,14 @@ def test_leading_ids_match_tokenizers(sources, tmp_path):
                     compared += 1
         assert compared > len(contents), name  # the tables decided most of them
         assert not view.built
+
+
+def test_a_file_tokenizers_cannot_load_is_refused_at_open(tmp_path):
+    """A garbage `Precompiled` charsmap makes tokenizers panic: a clear error, at once."""
+    doc = json.loads(build_backend_tokenizer().to_str())
+    doc["normalizer"] = {"type": "Precompiled", "precompiled_charsmap": "AAAA"}
+    data = json.dumps(doc).encode()
+    with pytest.raises(ftfix.InvalidCheckpointError, match=r"cannot load tokenizer\.json"):
+        TokenizerView(data, tmp_path / "tokenizer.json")
+    with pytest.raises(BaseException, match="charsmap"):  # what the loader itself does
+        Tokenizer.from_str(data.decode())

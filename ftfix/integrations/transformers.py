@@ -25,8 +25,9 @@ class RepairCallback(TrainerCallback):
     kept in `reports` (folder -> `Report`). Only the main process repairs.
 
     Args:
-        base (`str` or `os.PathLike`): the base model the training started from (folder or Hub id
-            in the local cache).
+        base (`str` or `os.PathLike`, *optional*): the base model the training started from
+            (folder or Hub id); without it, the base the checkpoint names is used, or none (the
+            checks that need it are skipped).
         unsafe_fixes (`bool`, *optional*, defaults to `False`): also apply unsafe fixes.
         **repair_kwargs: passed to `ftfix.repair` (`select`, `ignore`, `template`, `backup`).
 
@@ -36,7 +37,11 @@ class RepairCallback(TrainerCallback):
     """
 
     def __init__(
-        self, base: str | os.PathLike[str], *, unsafe_fixes: bool = False, **repair_kwargs: Any
+        self,
+        base: str | os.PathLike[str] | None = None,
+        *,
+        unsafe_fixes: bool = False,
+        **repair_kwargs: Any,
     ):
         self.base = base
         self.unsafe_fixes = unsafe_fixes

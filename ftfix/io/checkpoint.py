@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
 from . import jsonfmt
+from .problems import FileProblem, ProblemKind, is_lfs_pointer, lfs_pointer
 from .safetensors import SafetensorsFile
 from .tokenizer import TokenizerView, open_tokenizer
 
 if TYPE_CHECKING:
     pass
 
-__all__ = ["Checkpoint", "Kind", "TemplateLocation", "resolve_path"]
+__all__ = ["Checkpoint", "Kind", "TemplateLocation", "is_hub_id", "offline", "resolve_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,15 @@ _WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
+_PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "adapter_model.bin")
+PICKLED_INDEX = "pytorch_model.bin.index.json"
+# The small files ftfix parses; a folder where none of these (nor any weights) can be read
+# gives ftfix nothing to check.
+_SMALL_JSON = (
+    "config.json", "generation_config.json", TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP,
+    "added_tokens.json", "adapter_config.json", SAFETENSORS_INDEX, PROCESSOR_TEMPLATE_FILE,
+    "preprocessor_config.json", "processor_config.json",
+)  # fmt: skip
 _TOKENIZER_FILES = (TOKENIZER_CONFIG, "tokenizer.json", "tokenizer.model", "vocab.json")
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -100,7 +110,7 @@ def resolve_path(path: str | os.PathLike[str], *, role: str) -> Path:
         raise CheckpointNotFoundError(
             text,
             "not a local folder and not in the local Hugging Face cache"
-            + ("" if _offline() else ", and it could not be downloaded"),
+            + ("" if offline() else ", and it could not be downloaded"),
             hint=f"check the id, or download it first (`hf download {text}`), or pass the base's "
             "folder",
         )
@@ -115,7 +125,13 @@ _WEIGHT_PATTERNS = (
 )  # fmt: skip
 
 
-def _offline() -> bool:
+def is_hub_id(text: str) -> bool:
+    """Whether `text` has the shape of a Hub repository id (`org/name`)."""
+    return bool(_HUB_ID.match(text))
+
+
+def offline() -> bool:
+    """Whether `HF_HUB_OFFLINE` forbids downloads."""
     return os.environ.get("HF_HUB_OFFLINE", "0").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
@@ -132,7 +148,7 @@ def _cached_snapshot(repo_id: str) -> Path | None:
     try:
         return Path(snapshot_download(repo_id, local_files_only=True, cache_dir=cache_dir))
     except (LocalEntryNotFoundError, OSError, ValueError):
-        if _offline():
+        if offline():
             return None
     logger.info("downloading the configs and tokenizer files of %s (no weights)", repo_id)
     try:
@@ -182,6 +198,7 @@ class Checkpoint:
         display: str | None = None,
         overlay: Mapping[str, bytes | None] | None = None,
         disk_cache: dict[str, bytes | None] | None = None,
+        problems: dict[str, FileProblem] | None = None,
     ):
         self.root = root
         self.kind = kind
@@ -189,6 +206,8 @@ class Checkpoint:
         self._overlay: dict[str, bytes | None] = dict(overlay or {})
         self._disk: dict[str, bytes | None] = disk_cache if disk_cache is not None else {}
         self._json: dict[str, dict[str, Any] | None] = {}
+        # Files that cannot be read, found by `survey()` when the folder is opened.
+        self.problems: dict[str, FileProblem] = problems if problems is not None else {}
 
     def __repr__(self) -> str:
         staged = f", {len(self._overlay)} staged edits" if self._overlay else ""
@@ -213,7 +232,9 @@ class Checkpoint:
 
         Raises:
             `CheckpointNotFoundError`: the path does not exist.
-            `InvalidCheckpointError`: the folder holds no Hugging Face checkpoint files.
+            `InvalidCheckpointError`: the folder holds no Hugging Face checkpoint files, or
+                none of them can be read (a folder with some unreadable files opens; they are
+                listed in `problems`).
         """
         folder = resolve_path(path, role=role)
         display = os.fspath(path) if display is None else display
@@ -234,25 +255,140 @@ class Checkpoint:
                 "with adapter_config.json",
             )
         checkpoint = cls(folder, kind, display=display)
-        checkpoint.validate()
+        checkpoint.survey()
         return checkpoint
 
-    def validate(self) -> None:
-        """Parse every small JSON file and weight header now, so bad input fails before any work."""
-        for name in (
-            "config.json", "generation_config.json", TOKENIZER_CONFIG, SPECIAL_TOKENS_MAP,
-            "added_tokens.json", "adapter_config.json", SAFETENSORS_INDEX, PROCESSOR_TEMPLATE_FILE,
-            "preprocessor_config.json", "processor_config.json",
-        ):  # fmt: skip
-            self.json(name)
-        if self.kind is Kind.MERGED:
-            self.weight_files()
+    def survey(self) -> None:
+        """Try every file ftfix reads, once, and record those that cannot be read in `problems`.
+
+        Git LFS pointers are named as such whatever the file; JSON that does not parse,
+        a tokenizer.json that does not load, a template that is not UTF-8, a damaged
+        safetensors header, a shard the index names but the folder lacks, and pickled
+        weights (never unpickled) each become one `FileProblem`.
+
+        Raises:
+            `InvalidCheckpointError`: not one of the files ftfix reads can be read.
+        """
+        problems = self.problems
+        for rel in self.files():
+            if "/" in rel and not rel.startswith(CHAT_TEMPLATE_DIR + "/"):
+                continue  # checkpoint-N/ and other subfolders are not this checkpoint's files
+            pointer = lfs_pointer(self._safe_path(rel))
+            if pointer is not None:
+                problems[rel] = FileProblem(rel, pointer.kind, pointer.reason, pointer.hint)
+        for name in _SMALL_JSON:
+            self._try(name, lambda name=name: self.json(name))
+        self._try("tokenizer.json", self.tokenizer)
+        for rel in [CHAT_TEMPLATE_FILE] + [
+            f"{CHAT_TEMPLATE_DIR}/{n}" for n in self.listdir(CHAT_TEMPLATE_DIR)
+        ]:
+            self._try(rel, lambda rel=rel: _text(self, rel, self.read_bytes(rel) or b""))
+        self._survey_weights()
+        readable = [
+            rel
+            for rel in self.files()
+            if ("/" not in rel or rel.startswith(CHAT_TEMPLATE_DIR + "/"))
+            and rel not in problems
+            and _is_model_file(rel)
+            and not rel.endswith(".bin")
+        ]
+        if problems and not readable:
+            first = problems[sorted(problems)[0]]
+            raise InvalidCheckpointError(
+                self.root,
+                f"nothing in the folder can be read ({len(problems)} unreadable files; "
+                f"first: {first})",
+                hint=first.hint,
+            )
+
+    def _try(self, rel: str, read: Any) -> None:
+        if rel in self.problems:
+            return
+        try:
+            read()
+        except InvalidCheckpointError as exc:
+            self.problems[rel] = FileProblem(
+                rel, ProblemKind.UNREADABLE, exc.reason, exc.hint or "copy the file again"
+            )
+
+    def _survey_weights(self) -> None:
+        problems = self.problems
+        for index_name in (SAFETENSORS_INDEX, PICKLED_INDEX):
+            if index_name in problems:
+                continue
+            try:
+                index = self.json(index_name)
+            except InvalidCheckpointError:
+                continue
+            weight_map = (index or {}).get("weight_map")
+            if not isinstance(weight_map, dict):
+                continue
+            shards = sorted({v for v in weight_map.values() if isinstance(v, str)})
+            for shard in shards:
+                pure = PurePosixPath(shard)
+                if pure.is_absolute() or len(pure.parts) != 1 or shard in (".", ".."):
+                    continue  # reported by weight_files() below, as an unsafe index
+                if not self._safe_path(shard).is_file():
+                    problems[shard] = FileProblem(
+                        shard,
+                        ProblemKind.MISSING_SHARD,
+                        f"is named by {index_name} but is not in the folder",
+                        "copy the missing shard (all shards of the model belong together), "
+                        "or re-save the model",
+                    )
+        pickled = [n for n in _PICKLED if self.exists(n) and n not in problems]
+        if pickled and self.kind in (Kind.MERGED, Kind.ADAPTER) and not self._has_safetensors():
+            name = next((n for n in pickled if n.endswith(".bin")), pickled[0])
+            problems[name] = FileProblem(
+                name,
+                ProblemKind.PICKLED,
+                "holds pickled PyTorch weights, which ftfix never unpickles: the checks that "
+                "read weights are skipped",
+                "re-save with save_pretrained(..., safe_serialization=True) to get safetensors",
+            )
+        if self.kind in (Kind.MERGED, Kind.ADAPTER) and not any(
+            p.kind is ProblemKind.MISSING_SHARD for p in problems.values()
+        ):
+            try:
+                self.weight_files()
+            except (InvalidCheckpointError, UnsafePathError) as exc:
+                rel = _relative(exc.path, self.root)
+                if rel not in problems:
+                    problems[rel] = FileProblem(
+                        rel, ProblemKind.UNREADABLE, exc.reason, exc.hint or "copy it again"
+                    )
+
+    def _has_safetensors(self) -> bool:
+        return any(
+            self.exists(n)
+            for n in ("model.safetensors", SAFETENSORS_INDEX, "adapter_model.safetensors")
+        )
+
+    def weights_problem(self) -> FileProblem | None:
+        """The first problem that keeps the weights from being read, or `None`."""
+        weight_names = {
+            "model.safetensors", SAFETENSORS_INDEX, "adapter_model.safetensors", *_PICKLED,
+        }  # fmt: skip
+        for rel, problem in sorted(self.problems.items()):
+            if (
+                problem.kind in (ProblemKind.MISSING_SHARD, ProblemKind.PICKLED)
+                or rel in weight_names
+                or rel.endswith(".safetensors")
+            ):
+                return problem
+        return None
 
     def staged(self, edits: Mapping[str, bytes | None]) -> Checkpoint:
         """This checkpoint seen through `edits` (path -> new bytes, `None` = deleted)."""
         overlay = {**self._overlay, **edits}
+        problems = {rel: p for rel, p in self.problems.items() if rel not in edits}
         return Checkpoint(
-            self.root, self.kind, display=self.display, overlay=overlay, disk_cache=self._disk
+            self.root,
+            self.kind,
+            display=self.display,
+            overlay=overlay,
+            disk_cache=self._disk,
+            problems=problems,
         )
 
     # ------------------------------------------------------------------- files
@@ -263,7 +399,12 @@ class Checkpoint:
         return self.root.joinpath(*pure.parts)
 
     def read_bytes(self, rel: str) -> bytes | None:
-        """The bytes of `rel` (staged edits first), or `None` if it does not exist."""
+        """The bytes of `rel` (staged edits first), or `None` if it does not exist.
+
+        Raises:
+            `InvalidCheckpointError`: the file cannot be read, or is a Git LFS pointer (its
+                bytes stand for another file).
+        """
         if rel in self._overlay:
             return self._overlay[rel]
         if rel not in self._disk:
@@ -272,7 +413,15 @@ class Checkpoint:
                 self._disk[rel] = path.read_bytes() if path.is_file() else None
             except OSError as exc:
                 raise InvalidCheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
-        return self._disk[rel]
+        data = self._disk[rel]
+        if data is not None and is_lfs_pointer(data):
+            problem = lfs_pointer(self._safe_path(rel))
+            raise InvalidCheckpointError(
+                self._safe_path(rel),
+                problem.reason if problem else "is a Git LFS pointer; run `git lfs pull`",
+                hint=problem.hint if problem else None,
+            )
+        return data
 
     def exists(self, rel: str) -> bool:
         """Whether `rel` exists as a file (staged edits first), without reading it."""
@@ -435,6 +584,9 @@ class Checkpoint:
 
     @cached_property
     def _tokenizer(self) -> TokenizerView | None:
+        problem = self.problems.get("tokenizer.json")
+        if problem is not None and "tokenizer.json" not in self._overlay:  # do not parse again
+            raise InvalidCheckpointError(self._safe_path("tokenizer.json"), problem.reason)
         data = self.read_bytes("tokenizer.json")
         if data is None:
             return None
@@ -459,18 +611,28 @@ class Checkpoint:
         cached = self.__dict__.get("_weights")
         if cached is not None:
             return dict(cached)
+        problem = self.weights_problem()
+        if problem is not None:
+            raise InvalidCheckpointError(self._safe_path(problem.path), problem.reason)
         files: dict[str, SafetensorsFile] = {}
         index = self.json(SAFETENSORS_INDEX)
         if index is not None:
             files = self._shards_from_index(index)
         elif self.exists("model.safetensors"):
+            self._refuse_pointer("model.safetensors")
             files["model.safetensors"] = SafetensorsFile.open(self._safe_path("model.safetensors"))
         elif self.kind is Kind.ADAPTER and self.exists("adapter_model.safetensors"):
+            self._refuse_pointer("adapter_model.safetensors")
             files["adapter_model.safetensors"] = SafetensorsFile.open(
                 self._safe_path("adapter_model.safetensors")
             )
         self.__dict__["_weights"] = files
         return dict(files)
+
+    def _refuse_pointer(self, rel: str) -> None:
+        pointer = lfs_pointer(self._safe_path(rel))
+        if pointer is not None:
+            raise InvalidCheckpointError(self._safe_path(rel), pointer.reason, hint=pointer.hint)
 
     def _shards_from_index(self, index: dict[str, Any]) -> dict[str, SafetensorsFile]:
         path = self._safe_path(SAFETENSORS_INDEX)
@@ -493,6 +655,9 @@ class Checkpoint:
                     hint="shard names in weight_map must be plain file names",
                 )
             if shard not in files:
+                pointer = lfs_pointer(self._safe_path(shard))
+                if pointer is not None:
+                    raise InvalidCheckpointError(self._safe_path(shard), pointer.reason)
                 if not self._safe_path(shard).is_file():
                     raise InvalidCheckpointError(
                         path,
@@ -554,3 +719,22 @@ def token_text(value: Any) -> str | None:
     if isinstance(value, dict) and isinstance(value.get("content"), str):
         return str(value["content"])
     return None
+
+
+def _is_model_file(rel: str) -> bool:
+    """Whether ftfix reads `rel` (configs, tokenizer files, templates, weights)."""
+    name = rel.rsplit("/", 1)[-1]
+    return (
+        name in _SMALL_JSON
+        or name in _TOKENIZER_FILES
+        or name in ("merges.txt", CHAT_TEMPLATE_FILE)
+        or rel.startswith(CHAT_TEMPLATE_DIR + "/")
+        or name.endswith((".safetensors", ".bin"))
+    )
+
+
+def _relative(path: str, root: Path) -> str:
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name

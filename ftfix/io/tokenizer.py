@@ -112,6 +112,33 @@ class TokenizerView:
         self._path = path
         self._doc = _parse(data, path)
         self._lock = threading.Lock()
+        self._validate()
+
+    def _validate(self) -> None:
+        """Have `tokenizers` load everything but the model's tables (milliseconds).
+
+        Normalizer, pre-tokenizer, post-processor, decoder, added tokens and the model's settings
+        are what a damaged or hostile file breaks (a bad `Precompiled` charsmap makes the Rust
+        code panic); the vocabulary is read here and the merges are only ever read by the full
+        load. A file that fails is an `InvalidCheckpointError`, as transformers would fail on it.
+        """
+        import tokenizers
+
+        model = dict(self._doc["model"])
+        if "vocab" in model:
+            model["vocab"] = [] if isinstance(model["vocab"], list) else {}
+        if "merges" in model:
+            model["merges"] = []
+        skeleton = json.dumps({**self._doc, "model": model})
+        try:
+            tokenizers.Tokenizer.from_str(skeleton)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # a Rust panic is a BaseException (pyo3 PanicException)
+            reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+            raise InvalidCheckpointError(
+                self._path, f"cannot load tokenizer.json: {reason}", hint=_HINT
+            ) from exc
 
     # ------------------------------------------------------------------ tables
     @cached_property
@@ -254,7 +281,9 @@ class TokenizerView:
         with self._lock:
             try:
                 built = tokenizers.Tokenizer.from_str(self._data.decode("utf-8"))
-            except Exception as exc:  # tokenizers raises bare Exception subclasses
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # bare Exception subclasses, or a Rust panic
                 raise InvalidCheckpointError(
                     self._path, f"cannot load tokenizer.json: {exc}", hint=_HINT
                 ) from exc

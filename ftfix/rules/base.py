@@ -7,10 +7,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
-from ..analysis.context import Context, Options
+from ..analysis.context import Context, Need, Options
 from ..findings import Finding, Fix, Severity
 
-__all__ = ["Context", "Fixer", "Options"]  # Context and Options re-exported for rule modules
+__all__ = ["Context", "Fixer", "Need", "Options"]  # re-exported for rule modules
 
 
 class Fixer(ABC):
@@ -18,11 +18,17 @@ class Fixer(ABC):
 
     The class docstring is the rule's user documentation (`ftfix explain CODE`), with the
     sections listed in `ftfix.registry.REQUIRED_SECTIONS`.
+
+    `needs` lists the inputs the rule cannot judge without. The default, `{Need.BASE}`, runs the
+    rule only when a base is available. A rule that can judge the fine-tune alone sets
+    `needs = frozenset()` (or `{Need.TOKENIZER}`, ...) and reads `ctx.base_or_none`; reading
+    `ctx.base` when there is none skips the rule at that point, it never fails the run.
     """
 
     code: ClassVar[str]
     name: ClassVar[str]
     severity: ClassVar[Severity]
+    needs: ClassVar[frozenset[Need]] = frozenset({Need.BASE})
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.code} {self.name}>"
