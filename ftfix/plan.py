@@ -51,6 +51,9 @@ class Plan:
         """Unified diffs of text edits and one line per tensor edit, as `--diff` prints them."""
         chunks = []
         for rel, edit in sorted(self.file_edits.items()):
+            if _binary(edit):
+                chunks.append(f"~ {rel}: binary file rewritten ({len(edit.after)} bytes)\n")
+                continue
             before = (
                 (edit.before or b"").decode("utf-8", errors="replace").splitlines(keepends=True)
             )
@@ -68,6 +71,16 @@ class Plan:
             reason = f" ({tedit.reason})" if tedit.reason else ""
             chunks.append(f"~ {tedit.path}: {tedit.tensor} rows [{rows}] rewritten{reason}\n")
         return "".join(chunks)
+
+
+def _binary(edit: FileEdit) -> bool:
+    """Whether an edit rewrites a binary file (a safetensors header rename), not text."""
+    try:
+        (edit.before or b"").decode("utf-8")
+        edit.after.decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return b"\0" in edit.after
 
 
 def _allowed(finding: Finding, unsafe_fixes: bool) -> str | None:

@@ -145,6 +145,7 @@ FAMILIES = {
     "FTX2": "stops",
     "FTX90": "files",
     "FTX91": "files",
+    "FTX3": "adapters",
 }
 
 

@@ -431,6 +431,14 @@ class Checkpoint:
             return self._disk[rel] is not None
         return self._safe_path(rel).is_file()
 
+    def is_staged(self, rel: str) -> bool:
+        """Whether `rel` is replaced (or deleted) by a planned edit in this view."""
+        return rel in self._overlay
+
+    def subfolders(self) -> list[str]:
+        """Names of the folders directly inside the checkpoint (not `.ftfix`)."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name != ".ftfix")
+
     def listdir(self, rel: str) -> list[str]:
         """File names directly inside folder `rel`, staged files included."""
         prefix = rel.rstrip("/") + "/"

@@ -75,10 +75,50 @@ class SafetensorsFile:
             offsets out of bounds or overlapping, or sizes that do not match dtype x shape.
     """
 
-    def __init__(self, path: Path, tensors: Mapping[str, TensorInfo], metadata: Mapping[str, str]):
+    def __init__(
+        self,
+        path: Path,
+        tensors: Mapping[str, TensorInfo],
+        metadata: Mapping[str, str],
+        *,
+        data: bytes | None = None,
+    ):
         self.path = path
         self.tensors = dict(tensors)
         self.metadata = dict(metadata)
+        # The whole file when it was given as bytes (a staged edit not yet on disk).
+        self._data = data
+
+    @classmethod
+    def from_bytes(cls, path: str | os.PathLike[str], data: bytes) -> SafetensorsFile:
+        """Validate a safetensors file held in memory (`path` only names it in messages).
+
+        Raises:
+            `InvalidCheckpointError`: as `open`.
+        """
+        path = Path(path)
+        hint = "the file is damaged or not safetensors; re-save it or copy it again from its source"
+        if len(data) < 8:
+            raise InvalidCheckpointError(
+                path, f"truncated safetensors file ({len(data)} bytes, need at least 8)", hint=hint
+            )
+        (header_len,) = struct.unpack("<Q", data[:8])
+        if header_len > MAX_HEADER_BYTES or 8 + header_len > len(data):
+            raise InvalidCheckpointError(
+                path, f"safetensors header length {header_len} does not fit the file", hint=hint
+            )
+        try:
+            header = json.loads(data[8 : 8 + header_len].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InvalidCheckpointError(
+                path, "safetensors header is not valid JSON", hint=hint
+            ) from exc
+        if not isinstance(header, dict):
+            raise InvalidCheckpointError(path, "safetensors header is not a JSON object", hint=hint)
+        tensors, metadata = _parse_header(
+            path, header, data_start=8 + header_len, size=len(data), hint=hint
+        )
+        return cls(path, tensors, metadata, data=data)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> SafetensorsFile:
@@ -150,6 +190,23 @@ class SafetensorsFile:
                     )
                 chunks.append(data)
         return rows_to_float32(b"".join(chunks), info.dtype, (len(rows), *info.shape[1:]))
+
+    def read_bytes(self, name: str, start: int = 0, length: int | None = None) -> bytes:
+        """Raw bytes of tensor `name`: `length` bytes from byte `start` of it (default: all).
+
+        Reads only those bytes (one `pread`), never the rest of the file.
+        """
+        info = self.tensors[name]
+        size = info.end - info.start
+        start = min(max(start, 0), size)
+        length = size - start if length is None else min(max(length, 0), size - start)
+        if self._data is not None:
+            return self._data[info.start + start : info.start + start + length]
+        with self.path.open("rb") as handle:
+            data = os.pread(handle.fileno(), length, info.start + start)
+        if len(data) != length:
+            raise InvalidCheckpointError(self.path, f"short read in tensor {name!r}")
+        return data
 
     def read_raw_rows(self, name: str, rows: Iterable[int]) -> bytes:
         """The original bytes of `rows`, concatenated (for backups)."""
