@@ -34,7 +34,7 @@ def _found(report, code="FTX300"):
 @pytest.mark.parametrize("name", list(ADAPTERS))
 def test_noop_healthy_adapters_are_silent_and_untouched(k, tmp_path, name):
     """Real peft adapters (attention, MLP, rank_pattern, modules_to_save, all-linear): no FTX3
-    finding from any adapter rule (except the untrained one, FTX303's), and repair writes nothing."""
+    finding (the untrained one: FTX303 only), and repair writes nothing."""
     adapter = copy_adapter(k[name], tmp_path / name)
     before = tree_digest(adapter)
     report = ftfix.check(k["base"], adapter, select=["FTX3"])
@@ -61,9 +61,7 @@ def test_error_empty_tensors_zero3(k, tmp_path):
     assert "stage3_gather_16bit_weights_on_model_save" in finding.message
     assert finding.data["sharded"] is True
     # Neither "never trained" nor "aimed at nothing" piles onto an empty save.
-    assert [f.code for f in ftfix.check(k["base"], adapter, select=["FTX3"]).findings] == [
-        "FTX300"
-    ]
+    assert [f.code for f in ftfix.check(k["base"], adapter, select=["FTX3"]).findings] == ["FTX300"]
 
 
 def test_error_names_the_recovery_command(k, tmp_path):
