@@ -151,6 +151,7 @@ ADAPTERS: dict[str, dict[str, Any]] = {
     },
     "modules-to-save": {"target_modules": ("q_proj", "v_proj"), "modules_to_save": ("lm_head",)},
     "all-linear": {"target_modules": "all-linear"},
+    "full-names": {"target_modules": tuple(f"model.layers.{i}.mlp.up_proj" for i in range(LAYERS))},
     "untrained": {"target_modules": ("q_proj", "v_proj"), "trained": False},
 }
 _KIT: dict[str, Path] = {}

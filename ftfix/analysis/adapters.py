@@ -378,12 +378,15 @@ def find_substitutions(
     unresolved: Sequence[str],
     base: BaseWeights,
     fits: Mapping[str, Callable[[str], bool]] | None = None,
+    *,
+    taken: Iterable[str] = (),
 ) -> list[Substitution]:
     """Prefix substitutions that make every `unresolved` module a module of `base`.
 
     Candidates come from aligning the first unresolved module with each base module on their
     longest common dotted tail (at least two parts, e.g. `self_attn.q_proj`); a candidate is kept
-    when it resolves all of them (and `fits[module](new_name)`, when given, accepts the shapes).
+    when it resolves all of them (and `fits[module](new_name)`, when given, accepts the shapes)
+    onto modules the adapter does not already have (`taken`).
     The survivors are reduced to those giving distinct renames, shortest prefix first; when
     the base is stored in a legacy layout and exactly one survivor gives the names transformers
     uses today, only that one is returned (peft loads both; today's names load everywhere).
@@ -401,6 +404,7 @@ def find_substitutions(
         new = ".".join(parts[: len(parts) - tail])
         candidates.add(Substitution(old + "." if old else "", new + "." if new else ""))
     kept: dict[tuple[str, ...], Substitution] = {}
+    occupied = set(taken)
     for sub in sorted(candidates, key=lambda s: (len(s.old), len(s.new), s.old, s.new)):
         renamed = []
         for module in unresolved:
@@ -408,7 +412,9 @@ def find_substitutions(
                 break
             new_name = sub.apply(module)
             check = fits.get(module) if fits else None
-            if not base.has(new_name) or (check is not None and not check(new_name)):
+            if new_name in occupied or not base.has(new_name):
+                break
+            if check is not None and not check(new_name):
                 break
             renamed.append(new_name)
         else:

@@ -80,7 +80,7 @@ class AdapterTargetsMissing(Fixer):
         if not missing:
             return
         fits = _fits(adapter, base)
-        subs = find_substitutions(missing, base, fits)
+        subs = find_substitutions(missing, base, fits, taken=adapter.modules())
         whole = "is a no-op" if len(missing) == len(modules) else "is partly a no-op"
         message = (
             f"{len(missing)} of {len(modules)} adapter modules are not in the base "
