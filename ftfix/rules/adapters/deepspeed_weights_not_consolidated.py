@@ -28,8 +28,8 @@ class DeepspeedWeightsNotConsolidated(Fixer):
 
     ## Why is this bad?
     Saving a ZeRO-3 model without gathering writes tensors of shape `[0]`: transformers refuses
-    the size mismatch, or (with `ignore_mismatched_sizes`) silently initialises those weights at
-    random. The trained weights exist only in DeepSpeed's partitioned optimizer files.
+    the size mismatch, or (with `ignore_mismatched_sizes=True`) re-initialises every such weight
+    at random. The trained weights exist only in DeepSpeed's partitioned checkpoint.
 
     ## Example
     `checkpoint-1200/model.safetensors` where every `...q_proj.weight` has shape `[0]`, next to
@@ -80,7 +80,7 @@ class DeepspeedWeightsNotConsolidated(Fixer):
         shown = ", ".join(f"{name} {list(shape)}" for _, name, shape in empty[:_SHOWN])
         yield self.finding(
             f"{len(empty)} of {total} weight tensors have no elements ({shown}): the model was "
-            "saved from sharded parameters and transformers cannot load it; "
+            "saved from sharded parameters, and loaders refuse it or initialise them at random; "
             f"{zero_save_hint(target)}",
             path=empty[0][0],
             data={"empty": len(empty), "tensors": total, "deepspeed_checkpoint": step},
