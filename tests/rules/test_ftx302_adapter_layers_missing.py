@@ -92,3 +92,17 @@ def test_noop_multimodal_vision_tower_not_required(k, tmp_path):
         lambda n, d, s, b: (n.replace("model.model.", "model.model.language_model.", 1), s, b),
     )
     assert _found(ftfix.check(k["llava"], adapter)) == []
+
+
+def test_sees_the_keys_an_earlier_rename_staged(k, tmp_path):
+    """FTX301's planned rename is what FTX302 judges in the same run: once renamed onto the
+    wrapper's layers, the base shows layer 2 was lost."""
+    adapter = copy_adapter(k["attention"], tmp_path / "ad")
+    _drop(adapter, ".layers.2.")
+    assert _found(ftfix.check(k["llava"], adapter)) == []  # stack unknown to the base
+    report = ftfix.repair(k["llava"], adapter, unsafe_fixes=True, dry_run=True)
+    (finding,) = _found(report)
+    assert finding.data["missing"] == {
+        "model.language_model.layers.N.self_attn.q_proj": [2],
+        "model.language_model.layers.N.self_attn.v_proj": [2],
+    }
