@@ -107,7 +107,7 @@ def build_lora(
     if trained:
         with torch.no_grad():
             for name, param in peft_model.named_parameters():
-                if "lora_B" in name or "modules_to_save" in name:
+                if any(p in name for p in ("lora_B", "lora_embedding_A", "modules_to_save")):
                     param.add_(torch.randn_like(param) * 0.1)
     out = Path(path)
     peft_model.save_pretrained(str(out))
@@ -153,6 +153,8 @@ ADAPTERS: dict[str, dict[str, Any]] = {
     "all-linear": {"target_modules": "all-linear"},
     "full-names": {"target_modules": tuple(f"model.layers.{i}.mlp.up_proj" for i in range(LAYERS))},
     "untrained": {"target_modules": ("q_proj", "v_proj"), "trained": False},
+    "dora": {"target_modules": ("q_proj", "v_proj"), "use_dora": True},
+    "embedding": {"target_modules": ("embed_tokens", "q_proj")},
 }
 _KIT: dict[str, Path] = {}
 

@@ -62,6 +62,28 @@ def test_warning_when_saved_modules_may_have_trained(k, tmp_path):
     assert "only its 1 saved modules (e.g. base_model.model.lm_head.weight)" in finding.message
 
 
+def test_warning_dora_magnitudes_may_have_trained(k, tmp_path):
+    """DoRA with zero lora_B: its magnitude vectors still change the model."""
+    adapter = copy_adapter(k["dora"], tmp_path / "ad")
+    zero_lora_b(adapter)
+    (finding,) = _found(ftfix.check(k["base"], adapter))
+    assert finding.severity.value == "warning"
+    assert "lora_magnitude_vector" in finding.message
+
+
+def test_error_embedding_lora_zero_start_is_a(k, tmp_path):
+    """Embedding LoRA starts with lora_embedding_A at zero (B random): that is the factor read."""
+    adapter = copy_adapter(k["embedding"], tmp_path / "ad")
+    zero_lora_b(adapter)  # the q_proj part
+    assert _found(ftfix.check(k["base"], adapter)) == []  # lora_embedding_A trained
+    rewrite_tensors(
+        adapter / ADAPTER_FILE,
+        lambda n, d, s, b: (n, s, bytes(len(b)) if "lora_embedding_A" in n else b),
+    )
+    (finding,) = _found(ftfix.check(k["base"], adapter))
+    assert finding.message.startswith("all 4 lora_embedding_A and lora_B tensors are zero")
+
+
 def test_noop_one_trained_module_is_enough(k, tmp_path):
     """Only one lora_B non-zero: the adapter does something."""
     adapter = copy_adapter(k["attention"], tmp_path / "ad")

@@ -72,8 +72,9 @@ class AdapterNeverTrained(Fixer):
             if not all_zero(adapter.file, factor.info):
                 return
         extra = adapter.extra_trainables()
+        kinds = sorted({"lora_B" if f.part == "lora_B" else f.part for f in factors}, reverse=True)
         message = (
-            f"all {len(factors)} lora_B tensors are zero, as peft initialises them "
+            f"all {len(factors)} {' and '.join(kinds)} tensors are zero, as peft initialises them "
             f"(init_lora_weights={init!r}): the adapter never trained"
         )
         if extra:
