@@ -53,10 +53,14 @@ PEFT_PREFIX = "base_model.model."
 MAX_RENAME_BYTES = 512 * 1024 * 1024
 _CHUNK = 4 * 1024 * 1024
 
-_LINEAR = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)\.weight$")
-_EMBEDDING = re.compile(r"^(?P<module>.+)\.(?P<part>lora_embedding_A|lora_embedding_B)$")
-_MAGNITUDE = re.compile(r"^(?P<module>.+)\.lora_magnitude_vector(?:\.weight)?$")
-_LORA_BIAS = re.compile(r"^(?P<module>.+)\.lora_B\.bias$")
+# An adapter name may remain in the keys (`lora_A.default.weight`, written from a state dict):
+# peft loads those too.
+_LINEAR = re.compile(r"^(?P<module>.+)\.(?P<part>lora_A|lora_B)(?:\.[^.]+)?\.weight$")
+_EMBEDDING = re.compile(
+    r"^(?P<module>.+)\.(?P<part>lora_embedding_A|lora_embedding_B)(?:\.[^.]+)?$"
+)
+_MAGNITUDE = re.compile(r"^(?P<module>.+)\.lora_magnitude_vector(?:\.[^.]+)?(?:\.weight)?$")
+_LORA_BIAS = re.compile(r"^(?P<module>.+)\.lora_B(?:\.[^.]+)?\.bias$")
 _TOKENS = re.compile(r"^(?P<module>.+)\.token_adapter\.trainable_tokens_delta$")
 _OTHER = re.compile(r"^(?P<module>.+)\.(?P<leaf>weight|bias)$")
 _INTEGER_DTYPES = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64"}
@@ -82,17 +86,14 @@ class AdapterTensor:
             `lora_bias`, `tokens` (trainable-token deltas) or `full` (a whole saved module,
             `modules_to_save`).
         info (`TensorInfo`): dtype, shape and offsets.
+        suffix (`str`): what follows the module in the key (`.lora_A.weight`).
     """
 
     key: str
     module: str
     part: str
     info: TensorInfo
-
-    @property
-    def suffix(self) -> str:
-        """What follows the module in the key (`.lora_A.weight`)."""
-        return self.key[self.key.index(self.module) + len(self.module) :]
+    suffix: str = ""  # what follows the module in the key (`.lora_A.weight`)
 
 
 @dataclass
@@ -194,7 +195,8 @@ def open_adapter(ckpt: Checkpoint) -> Adapter | None:
     for name in sorted(names, key=lambda n: file.tensors[n].start):
         rest = name[len(prefix) :] if name.startswith(prefix) else name
         module, part = _classify(rest)
-        adapter.tensors.append(AdapterTensor(name, module, part, file.tensors[name]))
+        suffix = rest[len(module) :]  # every pattern anchors the module at the start
+        adapter.tensors.append(AdapterTensor(name, module, part, file.tensors[name], suffix))
     return adapter
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from builders_adapters import (
     ADAPTER_FILE,
@@ -15,6 +16,8 @@ from builders_adapters import (
     kit,
     no_tensors,
     peft_logits,
+    rewrite_tensors,
+    zero_lora_b,
 )
 from ckpt_builders import build_tokenizer, tree_digest
 from helpers import set_json_key
@@ -151,3 +154,17 @@ def test_adapter_alone_without_base_weights(k, tmp_path):
     assert _found(ftfix.check(base, adapter)) == []
     empty_tensors(adapter)
     assert len(_found(ftfix.check(base, adapter))) == 1
+
+
+def test_noop_keys_with_the_adapter_name(k, tmp_path):
+    """Written from the model's state dict (`lora_A.default.weight`): peft loads it as is."""
+    adapter = copy_adapter(k["attention"], tmp_path / "ad")
+    expected = peft_logits(k["base"], adapter)
+    rewrite_tensors(
+        adapter / ADAPTER_FILE,
+        lambda n, d, s, b: (n.replace(".weight", ".default.weight"), s, b),
+    )
+    np.testing.assert_allclose(peft_logits(k["base"], adapter), expected, atol=1e-6)
+    assert ftfix.check(k["base"], adapter, select=["FTX3"]).findings == []
+    zero_lora_b(adapter)
+    assert [f.code for f in ftfix.check(k["base"], adapter, select=["FTX3"]).findings] == ["FTX303"]
