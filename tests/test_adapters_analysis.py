@@ -94,3 +94,27 @@ def test_find_substitutions_ambiguous_and_unique():
     only_a = {k: v for k, v in shapes.items() if k.startswith("a.")}
     base_a = BaseWeights(only_a, dict.fromkeys(only_a, "F32"), frozenset(only_a))
     assert [(s.old, s.new) for s in find_substitutions(missing, base_a)] == [("", "a.")]
+
+
+def test_quantized_base_modules_resolve(tmp_path):
+    """A GPTQ/AWQ base stores `qweight` (packed int32), not `weight`: its modules still exist,
+    and packed shapes are never compared with LoRA shapes."""
+    from ftfix.analysis.adapters import base_weights
+    from ftfix.io.checkpoint import Checkpoint
+
+    folder = tmp_path / "gptq"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llama"}\n')
+    _save(
+        folder / "model.safetensors",
+        {
+            "model.layers.0.self_attn.q_proj.qweight": np.zeros((1, 8), dtype=np.int32),
+            "model.layers.0.self_attn.q_proj.scales": np.zeros((1, 8), dtype=np.float16),
+            "model.embed_tokens.weight": np.zeros((16, 8), dtype=np.float16),
+        },
+    )
+    base = base_weights(Checkpoint.open(folder))
+    assert base is not None
+    assert base.has("model.layers.0.self_attn.q_proj")
+    assert "model.layers.0.self_attn.q_proj" in base.module_names()
+    assert base.weight_shape("model.layers.0.self_attn.q_proj") is None

@@ -247,12 +247,17 @@ class BaseWeights:
     runtime: frozenset[str] = frozenset()  # the names transformers gives the weights today
 
     def module_names(self) -> list[str]:
-        """Names of the modules that hold a `weight`."""
-        return [name[: -len(".weight")] for name in self.shapes if name.endswith(".weight")]
+        """Names of the modules that hold a `weight` (or a packed `qweight`)."""
+        names = []
+        for name in self.shapes:
+            for leaf in (".weight", ".qweight"):
+                if name.endswith(leaf):
+                    names.append(name[: -len(leaf)])
+        return list(dict.fromkeys(names))
 
     def has(self, module: str) -> bool:
-        """Whether the base has a weight (or bias) for `module`."""
-        return f"{module}.weight" in self.shapes or f"{module}.bias" in self.shapes
+        """Whether the base has `module`: its weight, bias, or GPTQ/AWQ packed `qweight`."""
+        return any(f"{module}.{leaf}" in self.shapes for leaf in ("weight", "bias", "qweight"))
 
     def weight_shape(self, module: str) -> tuple[int, ...] | None:
         """The shape of `module.weight`, or `None` when absent or stored quantized (packed)."""
