@@ -38,7 +38,7 @@ def layer(module: str) -> str:
         return "data"
     if head == "registry":
         return "rules"
-    if head in ("api", "plan", "batch", "report", "readme"):
+    if head in ("api", "api_gguf", "plan", "batch", "report", "readme"):
         return "orchestration"
     if head in ("cli", "verify", "integrations", "__init__", "__main__"):
         return "faces"
@@ -145,6 +145,7 @@ FAMILIES = {
     "FTX2": "stops",
     "FTX90": "files",
     "FTX91": "files",
+    "FTX5": "gguf",
 }
 
 
