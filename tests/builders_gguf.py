@@ -49,7 +49,7 @@ def write_gguf(
 ) -> Path:
     """Write `path` from `folder`: `_FOLDER` values come from the folder's tokenizer files.
 
-    `pad_tensor_bytes` adds one more (uint8) tensor of that size, so a test can make the data
+    `pad_tensor_bytes` adds one more (int8) tensor of that size, so a test can make the data
     section large without reading it.
     """
     import gguf
@@ -86,7 +86,7 @@ def write_gguf(
         for name, array in sorted(load_file(str(weights)).items()):
             writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))
     if pad_tensor_bytes:
-        writer.add_tensor("zz_padding", np.zeros(pad_tensor_bytes, dtype=np.uint8))
+        writer.add_tensor("zz_padding", np.zeros(pad_tensor_bytes, dtype=np.int8))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -95,8 +95,9 @@ def commit(
             _check_space(root, edits, rows, resizes, splices)
             growths = [_plan_growth(_inside(root, rel), g, rel) for rel, g in resizes.items()]
             logger.info(
-                "committing %d file edits and %d tensor edits to %s", len(edits), len(tensors), root
-            )
+                "committing %d file edits, %d tensor edits and %d splices to %s",
+                len(edits), len(tensors), len(splices), root,
+            )  # fmt: skip
             folder = root / STATE_DIR / BACKUPS / _stamp()
             try:
                 journal = _begin(

@@ -1,0 +1,118 @@
+"""GGUF files: the metadata reader, the CLI, -o copies, and crash safety of metadata rewrites."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from builders_gguf import tensor_bytes, write_gguf
+from ckpt_builders import CHATML_TEMPLATE, LLAMA3_TEMPLATE
+
+import ftfix
+from ftfix.cli import main
+from ftfix.io.gguf import read_gguf
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_reader_matches_gguf_and_never_reads_tensors(make_checkpoint, tmp_path):
+    """Metadata of a file with 64 MB of (sparse, never written) tensor data: read, not loaded."""
+    import gguf
+
+    ft = make_checkpoint("ft")
+    path = write_gguf(tmp_path / "a.gguf", ft, add_bos=True)
+    with path.open("r+b") as handle:  # make the data section large and sparse
+        handle.truncate(path.stat().st_size + 64 * 2**20)
+    meta = read_gguf(path)
+    reader = gguf.GGUFReader(path)
+    assert meta.chat_template == LLAMA3_TEMPLATE
+    assert meta.data_offset == reader.data_offset
+    assert meta.tokens == [str(bytes(reader.fields["tokenizer.ggml.tokens"].parts[i]), "utf-8")
+                           for i in reader.fields["tokenizer.ggml.tokens"].data]  # fmt: skip
+    assert meta.get("tokenizer.ggml.add_bos_token") is True
+    assert len(meta.read_prefix()) == meta.data_offset
+
+
+def test_bad_gguf_is_bad_input(tmp_path, capsys):
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00garbage")
+    assert main(["check", str(bad)]) == 2
+    assert "bad.gguf" in capsys.readouterr().err
+    assert bad.read_bytes() == b"GGUF\x03\x00\x00\x00garbage"
+
+
+def test_cli_check_and_repair_with_output_copy(make_checkpoint, tmp_path, capsys):
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE)
+    before = gguf.read_bytes()
+    assert main(["check", str(ft), "--gguf", str(gguf)]) == 1
+    out = capsys.readouterr().out
+    assert "FTX503" in out and "FTX504" in out
+    copy = tmp_path / "fixed.gguf"
+    assert main(["repair", str(ft), "--gguf", str(gguf), "-o", str(copy)]) == 0
+    assert gguf.read_bytes() == before  # the original is untouched
+    meta = read_gguf(copy)
+    assert meta.chat_template == CHATML_TEMPLATE and meta.int_value(
+        "tokenizer.ggml.eos_token_id"
+    ) == meta.tokens.index("<|im_end|>")
+    assert tensor_bytes(copy) == tensor_bytes(gguf)
+    assert main(["check", str(ft), "--gguf", str(copy)]) == 0
+
+
+def test_dry_run_writes_nothing_and_shows_the_splice(make_checkpoint, tmp_path, capsys):
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE)
+    before = gguf.read_bytes()
+    assert main(["repair", str(ft), "--gguf", str(gguf), "--diff"]) == 1
+    assert "metadata rewritten" in capsys.readouterr().out
+    assert gguf.read_bytes() == before and not (tmp_path / ".ftfix").exists()
+
+
+# ------------------------------------------------------------------------ SIGKILL trials
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15, 1.3, 1.45, 1.6, 2.0])
+def test_sigkill_during_metadata_rewrite(make_checkpoint, tmp_path, delay):
+    """Killed at any instant of a template rewrite + eos patch (`delay` seconds after the commit
+    starts; each step pauses 0.2 s): the next command leaves the file byte-identical to the
+    original or to the fully repaired one, and undo restores the original."""
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(
+        tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE,
+        pad_tensor_bytes=8 * 2**20,
+    )  # fmt: skip
+    original = _digest(gguf)
+    reference = tmp_path / "ref"
+    reference.mkdir()
+    repaired_copy = reference / "ft.gguf"
+    repaired_copy.write_bytes(gguf.read_bytes())
+    ftfix.repair(None, ft, gguf=repaired_copy, select=["FTX503", "FTX504"])
+    repaired = _digest(repaired_copy)
+    env = {**os.environ, "FTFIX_TEST_PAUSE": "0.2", "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "ftfix", "-v", "repair", str(ft), "--gguf", str(gguf)]
+    proc = subprocess.Popen(
+        [*argv, "--select", "FTX503,FTX504"], env=env, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "committing" in line:
+            break
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = _digest(gguf)
+    ftfix.check(None, ft, gguf=gguf)  # every command first recovers
+    state = _digest(gguf)
+    assert state in (original, repaired), delay
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".ftfix-tmp")]
+    if state == repaired and (tmp_path / ".ftfix").exists():
+        ftfix.undo(gguf)
+        assert _digest(gguf) == original
