@@ -79,7 +79,10 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15, 1.3, 1.45, 1.6, 2.0])
+DELAYS = [0.0, 0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.15, 1.3, 1.45, 1.6, 2.0]
+
+
+@pytest.mark.parametrize("delay", DELAYS)
 def test_sigkill_during_metadata_rewrite(make_checkpoint, tmp_path, delay):
     """Killed at any instant of a template rewrite + eos patch (`delay` seconds after the commit
     starts; each step pauses 0.2 s): the next command leaves the file byte-identical to the
@@ -108,7 +111,6 @@ def test_sigkill_during_metadata_rewrite(make_checkpoint, tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = _digest(gguf)
     ftfix.check(None, ft, gguf=gguf)  # every command first recovers
     state = _digest(gguf)
     assert state in (original, repaired), delay

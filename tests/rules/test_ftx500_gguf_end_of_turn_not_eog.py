@@ -51,7 +51,7 @@ def test_existing_eot_patched_in_place(make_checkpoint, tmp_path):
     report = ftfix.repair(None, gguf, unsafe_fixes=True)  # replaces an eot that stopped
     after = gguf.read_bytes()
     assert len(after) == len(before)
-    assert sum(a != b for a, b in zip(before, after)) <= 4
+    assert sum(a != b for a, b in zip(before, after, strict=True)) <= 4
     assert read_gguf(gguf).int_value(KEY_EOT) == read_gguf(gguf).tokens.index("<eoa>")
     assert not report.errors
     ftfix.undo(gguf)

@@ -28,4 +28,6 @@ def test_double_bos_unsafe_fix_patches_one_byte(make_checkpoint, tmp_path):
     ftfix.repair(None, gguf, unsafe_fixes=True, select=["FTX501"])
     after = gguf.read_bytes()
     assert read_gguf(gguf).get(KEY_ADD_BOS) is False
-    assert len(after) == len(before) and sum(a != b for a, b in zip(before, after)) == 1
+    assert (
+        len(after) == len(before) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
+    )

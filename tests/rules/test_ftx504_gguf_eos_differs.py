@@ -32,4 +32,6 @@ def test_stale_eos_patched_in_place(make_checkpoint, tmp_path):
     assert not report.errors
     after = gguf.read_bytes()
     assert read_gguf(gguf).int_value(KEY_EOS) == TOKEN_IDS["<|im_end|>"]
-    assert len(after) == len(before) and sum(a != b for a, b in zip(before, after)) == 1
+    assert (
+        len(after) == len(before) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
+    )
