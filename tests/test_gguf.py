@@ -118,3 +118,42 @@ def test_sigkill_during_metadata_rewrite(make_checkpoint, tmp_path, delay):
     if state == repaired and (tmp_path / ".ftfix").exists():
         ftfix.undo(gguf)
         assert _digest(gguf) == original
+
+
+def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
+    """A repair killed inside an in-place patch (neither old nor new bytes): the next command
+    puts the original bytes back from the journal's backup."""
+    import json
+
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>")
+    original = gguf.read_bytes()
+    ftfix.repair(None, ft, gguf=gguf, select=["FTX504"])
+    (journal,) = (tmp_path / ".ftfix" / "backups").iterdir()
+    manifest = journal / "manifest.json"
+    data = json.loads(manifest.read_text())
+    (entry,) = data["spliced"]
+    data["state"] = "pending"  # as if killed before the commit point
+    manifest.write_text(json.dumps(data))
+    with gguf.open("r+b") as handle:  # half-written: garbage of the same length
+        handle.seek(entry["offset"])
+        handle.write(b"\xee" * entry["after_length"])
+    ftfix.check(None, ft, gguf=gguf)
+    assert gguf.read_bytes() == original
+    assert not (tmp_path / ".ftfix").exists()
+
+
+def test_changed_file_is_not_undone(make_checkpoint, tmp_path):
+    """Undo refuses, changing nothing, when the metadata changed after the repair."""
+    from ftfix.errors import StaleEditError
+
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE)
+    ftfix.repair(None, ft, gguf=gguf, select=["FTX503"])
+    with gguf.open("r+b") as handle:  # someone edits the metadata afterwards
+        handle.seek(read_gguf(gguf).fields["tokenizer.chat_template"].value_offset + 8)
+        handle.write(b"X")
+    changed = gguf.read_bytes()
+    with pytest.raises(StaleEditError):
+        ftfix.undo(gguf)
+    assert gguf.read_bytes() == changed

@@ -40,9 +40,10 @@ def test_missing_template_restored_from_folder(make_checkpoint, tmp_path):
 def test_other_template_replaced_and_undone(make_checkpoint, tmp_path):
     ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE)
     gguf = write_gguf(tmp_path / "a.gguf", ft, template=LLAMA3_TEMPLATE)
-    before = gguf.read_bytes()
+    before, data = gguf.read_bytes(), tensor_bytes(gguf)
     ftfix.repair(None, ft, gguf=gguf, select=["FTX503"])
     assert read_gguf(gguf).chat_template == CHATML_TEMPLATE
+    assert tensor_bytes(gguf) == data and len(gguf.read_bytes()) != len(before)
     assert ftfix.undo(gguf) == ["a.gguf"]
     assert gguf.read_bytes() == before
     assert not (tmp_path / ".ftfix").exists()

@@ -25,12 +25,13 @@ def test_noop_same_eos_and_against_base(make_checkpoint, tmp_path):
 def test_stale_eos_patched_in_place(make_checkpoint, tmp_path):
     ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
     gguf = write_gguf(tmp_path / "a.gguf", ft, eos="<|end_of_text|>")
-    before = gguf.read_bytes()
+    before, inode = gguf.read_bytes(), gguf.stat().st_ino
     (finding,) = _found(ftfix.check(None, ft, gguf=gguf))
     assert "<|im_end|>" in finding.message
     report = ftfix.repair(None, ft, gguf=gguf, select=["FTX504"])
     assert not report.errors
     after = gguf.read_bytes()
+    assert gguf.stat().st_ino == inode  # patched where it stands, not rewritten
     assert read_gguf(gguf).int_value(KEY_EOS) == TOKEN_IDS["<|im_end|>"]
     assert (
         len(after) == len(before) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
