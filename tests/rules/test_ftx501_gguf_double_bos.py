@@ -31,3 +31,11 @@ def test_double_bos_unsafe_fix_patches_one_byte(make_checkpoint, tmp_path):
     assert (
         len(after) == len(before) and sum(a != b for a, b in zip(before, after, strict=True)) == 1
     )
+
+
+def test_noop_template_without_bos(make_checkpoint, tmp_path):
+    """add_bos_token with a template that prints no BOS (ChatML): one BOS, as trained."""
+    from ckpt_builders import CHATML_TEMPLATE
+
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE)
+    assert _found(ftfix.check(None, write_gguf(tmp_path / "a.gguf", ft, add_bos=True))) == []

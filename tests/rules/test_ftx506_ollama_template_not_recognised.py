@@ -77,3 +77,18 @@ def test_levenshtein_band():
     assert levenshtein_below("a" * 50, "b" * 50) == 50
     assert levenshtein_below("a" * 150, "b" * 150) is None
     assert levenshtein_below("x" * 10, "x" * 200) is None
+
+
+def test_conversion_refused_when_renders_differ():
+    """A template that repeats the system prompt before every user turn: the first turn has
+    the shape Ollama's per-turn template can hold, later ones do not (Ollama passes the system
+    prompt only to the first turn); the multi-turn probe shows it."""
+    repeats_system = (
+        "{% set sys = messages[0]['content'] if messages[0]['role'] == 'system' else '' %}"
+        "{% for m in messages %}{% if m['role'] == 'user' %}"
+        "{% if sys %}<s>{{ sys }}</s>{% endif %}<u>{{ m['content'] }}</u>"
+        "{% elif m['role'] == 'assistant' %}<a>{{ m['content'] }}</a>{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}<a>{% endif %}"
+    )
+    result = convert(repeats_system, {}, ["</a>"])
+    assert isinstance(result, str) and "renders" in result, result
