@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from builders_gguf import tensor_bytes, write_gguf
 from ckpt_builders import CHATML_TEMPLATE, LLAMA3_TEMPLATE
+from hypothesis import given
+from hypothesis import strategies as st
 
 import ftfix
 from ftfix.cli import main
@@ -22,20 +24,38 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_reader_matches_gguf_and_never_reads_tensors(make_checkpoint, tmp_path):
-    """Metadata of a file with 64 MB of (sparse, never written) tensor data: read, not loaded."""
+    """Every field as gguf's GGUFReader decodes it; 64 MB of sparse tensor data never read."""
     import gguf
 
     ft = make_checkpoint("ft")
-    path = write_gguf(tmp_path / "a.gguf", ft, add_bos=True)
+    path = write_gguf(
+        tmp_path / "a.gguf", ft, add_bos=True, extra={"tokenizer.chat_template.tool_use": "x"}
+    )
+    writer_extra = gguf.GGUFWriter(str(tmp_path / "b.gguf"), "llama")
+    writer_extra.add_token_merges(["a b", "c d"])
+    writer_extra.add_float32("general.f", 0.5)
+    writer_extra.add_array("general.ints", [1, -2, 3])
+    writer_extra.add_uint64("general.big", 2**40)
+    writer_extra.write_header_to_file()
+    writer_extra.write_kv_data_to_file()
+    writer_extra.write_tensors_to_file()
+    writer_extra.close()
     with path.open("r+b") as handle:  # make the data section large and sparse
         handle.truncate(path.stat().st_size + 64 * 2**20)
+    for file in (path, tmp_path / "b.gguf"):
+        meta = read_gguf(file)
+        reader = gguf.GGUFReader(file)
+        assert meta.data_offset == reader.data_offset
+        assert meta.tensor_count == len(reader.tensors)
+        names = [n for n in reader.fields if not n.startswith("GGUF.")]
+        assert list(meta.fields) == names
+        for name in names:
+            theirs = reader.fields[name].contents()
+            theirs = theirs.tolist() if hasattr(theirs, "tolist") else theirs
+            assert meta.fields[name].value == theirs, name
     meta = read_gguf(path)
-    reader = gguf.GGUFReader(path)
     assert meta.chat_template == LLAMA3_TEMPLATE
-    assert meta.data_offset == reader.data_offset
-    assert meta.tokens == [str(bytes(reader.fields["tokenizer.ggml.tokens"].parts[i]), "utf-8")
-                           for i in reader.fields["tokenizer.ggml.tokens"].data]  # fmt: skip
-    assert meta.get("tokenizer.ggml.add_bos_token") is True
+    assert meta.named_templates() == {"tool_use": "x"}
     assert len(meta.read_prefix()) == meta.data_offset
 
 
@@ -157,3 +177,15 @@ def test_changed_file_is_not_undone(make_checkpoint, tmp_path):
     with pytest.raises(StaleEditError):
         ftfix.undo(gguf)
     assert gguf.read_bytes() == changed
+
+
+@given(st.binary(max_size=300), st.binary(max_size=300))
+def test_splice_between_turns_old_into_new(old, new):
+    """The smallest splice, applied to `old`, gives `new` (prefix and suffix kept)."""
+    from ftfix.analysis.gguf import apply_to_prefix, splice_between
+
+    edit = splice_between("f", old, new, "")
+    assert apply_to_prefix(old, edit) == new
+    assert len(edit.before) <= len(old) and len(edit.after) <= len(new)
+    if old == new:
+        assert edit.before == edit.after == b""

@@ -10,9 +10,7 @@ is in the metadata. `generation_config.json` does not exist there.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -27,7 +25,7 @@ from ..io.gguf import (
     KEY_EOT,
     STRING,
     GGUFMetadata,
-    read_gguf,
+    parse_gguf,
 )
 from .context import Options
 from .probes import TemplateRenders, render_all
@@ -99,29 +97,8 @@ def gguf_special_tokens(meta: GGUFMetadata) -> dict[str, str]:
 
 
 def staged_metadata(meta: GGUFMetadata, prefix: bytes) -> GGUFMetadata:
-    """The metadata a file would have with `prefix` in place of its own.
-
-    Read from a sparse temp file by the same reader; no tensor byte is written.
-    """
-    fd, name = tempfile.mkstemp(suffix=".gguf", prefix="ftfix-staged-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(prefix)
-            handle.truncate(len(prefix) + meta.size - meta.data_offset)
-        staged = read_gguf(name)
-    finally:
-        os.unlink(name)
-    return GGUFMetadata(
-        path=meta.path,
-        version=staged.version,
-        fields=staged.fields,
-        tensor_count=staged.tensor_count,
-        infos_offset=staged.infos_offset,
-        infos_end=staged.infos_end,
-        data_offset=staged.data_offset,
-        alignment=staged.alignment,
-        size=len(prefix) + meta.size - meta.data_offset,
-    )
+    """The metadata the file would have with `prefix` in place of its own."""
+    return parse_gguf(prefix, meta.path, len(prefix) + meta.size - meta.data_offset)
 
 
 # ------------------------------------------------------------------------ metadata edits
@@ -167,16 +144,25 @@ def _rewrite(meta: GGUFMetadata, prefix: bytes, key: str, kind: int, value: obje
     return body + b"\0" * (-len(body) % meta.alignment)
 
 
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common prefix, compared block by block (metadata is megabytes)."""
+    limit, block, start = min(len(a), len(b)), 65536, 0
+    while start < limit and a[start : start + block] == b[start : start + block]:
+        start += block
+    start = min(start, limit)
+    end = min(start + block, limit)
+    while start < end and a[start] == b[start]:
+        start += 1
+    return start
+
+
 def splice_between(rel: str, old: bytes, new: bytes, reason: str) -> SpliceEdit:
     """The smallest range replacement that turns `old` into `new`."""
-    start = 0
-    limit = min(len(old), len(new))
-    while start < limit and old[start] == new[start]:
-        start += 1
-    end = 0
-    while end < limit - start and old[len(old) - 1 - end] == new[len(new) - 1 - end]:
-        end += 1
-    return SpliceEdit(rel, start, old[start : len(old) - end], new[start : len(new) - end], reason)
+    start = _common_prefix(old, new)
+    tail = _common_prefix(old[start:][::-1], new[start:][::-1])
+    return SpliceEdit(
+        rel, start, old[start : len(old) - tail], new[start : len(new) - tail], reason
+    )
 
 
 def metadata_edit(
