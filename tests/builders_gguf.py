@@ -21,7 +21,12 @@ _FOLDER: Any = object()
 def folder_tokens(folder: Path) -> tuple[list[str], list[int]]:
     """Tokens in id order and llama.cpp token types (3 control for special tokens, else 1)."""
     data = json.loads((folder / "tokenizer.json").read_text("utf-8"))
-    vocab: dict[str, int] = dict(data["model"]["vocab"])
+    model_vocab = data["model"]["vocab"]
+    vocab: dict[str, int] = (
+        {piece: i for i, (piece, _score) in enumerate(model_vocab)}
+        if isinstance(model_vocab, list)
+        else dict(model_vocab)
+    )
     special = set()
     for token in data.get("added_tokens", []):
         vocab[token["content"]] = token["id"]
@@ -32,6 +37,10 @@ def folder_tokens(folder: Path) -> tuple[list[str], list[int]]:
         tokens[i] = text
     types = [3 if t in special else 1 for t in tokens]
     return tokens, types
+
+
+def _content(token: Any) -> str | None:
+    return token.get("content") if isinstance(token, dict) else token
 
 
 def write_gguf(
@@ -46,24 +55,29 @@ def write_gguf(
     extra: Mapping[str, str] | None = None,
     tensors: bool = True,
     pad_tensor_bytes: int = 0,
+    pad_to: int | None = None,
 ) -> Path:
     """Write `path` from `folder`: `_FOLDER` values come from the folder's tokenizer files.
 
     `pad_tensor_bytes` adds one more (int8) tensor of that size, so a test can make the data
-    section large without reading it.
+    section large without reading it. `pad_to` appends `[PAD<id>]` tokens up to that size, as
+    llama.cpp's converter does up to the embedding size.
     """
     import gguf
 
     tokens, types = folder_tokens(folder)
+    for i in range(len(tokens), pad_to or 0):
+        tokens.append(f"[PAD{i}]")
+        types.append(5)
     ids = {t: i for i, t in enumerate(tokens)}
     config = json.loads((folder / "tokenizer_config.json").read_text("utf-8"))
     if template is _FOLDER:
         jinja = folder / "chat_template.jinja"
         template = jinja.read_text("utf-8") if jinja.exists() else config.get("chat_template")
     if eos is _FOLDER:
-        eos = config.get("eos_token")
+        eos = _content(config.get("eos_token"))
     if bos is _FOLDER:
-        bos = config.get("bos_token")
+        bos = _content(config.get("bos_token"))
     writer = gguf.GGUFWriter(str(path), "llama")
     writer.add_name("tiny")
     writer.add_tokenizer_model("gpt2")
@@ -81,7 +95,7 @@ def write_gguf(
         writer.add_chat_template(template)
     for key, value in (extra or {}).items():
         writer.add_string(key, value)
-    if tensors:
+    if tensors and (folder / "model.safetensors").exists():
         weights = folder / "model.safetensors"
         for name, array in sorted(load_file(str(weights)).items()):
             writer.add_tensor(name, np.ascontiguousarray(array, dtype=np.float32))

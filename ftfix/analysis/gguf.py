@@ -25,6 +25,7 @@ from ..io.gguf import (
     KEY_EOT,
     STRING,
     GGUFMetadata,
+    is_padding,
     parse_gguf,
 )
 from .context import Options
@@ -250,8 +251,11 @@ class GGUFContext:
         if tokenizer is None:
             return False
         tokens = self.meta.tokens
-        if tokenizer.get_vocab_size(with_added_tokens=True) != len(tokens):
-            return False
+        size = tokenizer.get_vocab_size(with_added_tokens=True)
+        if len(tokens) < size or not all(
+            is_padding(i, tokens[i]) for i in range(size, len(tokens))
+        ):
+            return False  # fewer tokens, or more than the fillers up to the embedding size
         return all(ref.token_id(text) == i for text, i in self.meta.special_vocabulary().items())
 
     def mismatched_tokens(self, limit: int = 5) -> Iterator[tuple[int, str, str | None]]:

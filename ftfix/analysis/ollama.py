@@ -84,8 +84,6 @@ def convert(
     try:
         prompted = _r(source, [user], True, tokens)
         plain = _r(source, [user], False, tokens)
-        with_system = _r(source, [system, user], True, tokens)
-        full = _r(source, [system, user, answer], False, tokens)
         second = _r(
             source,
             [{"role": "user", "content": _FIRST}, {"role": "assistant", "content": _RESP}, user],
@@ -93,45 +91,59 @@ def convert(
             tokens,
         )
     except TemplateRenderError as exc:
-        return f"the template does not render a system + user conversation ({exc})"
-    texts = (prompted, plain, with_system, full, second)
-    if any(t.count(_PROMPT) != 1 for t in texts) or with_system.count(_SYS) != 1:
+        return f"the template does not render a user conversation ({exc})"
+    try:
+        with_system: str | None = _r(source, [system, user], True, tokens)
+        full = _r(source, [system, user, answer], False, tokens)
+    except TemplateRenderError:
+        with_system = None  # no system role (Gemma): the Modelfile has no system block either
+        full = _r(source, [user, answer], False, tokens)
+    opened = prompted if with_system is None else with_system
+    texts = (prompted, plain, opened, full, second)
+    if any(t.count(_PROMPT) != 1 for t in texts) or (
+        with_system is not None and with_system.count(_SYS) != 1
+    ):
         return "the template does not print the messages verbatim"
     at = prompted.index(_PROMPT)
     user_start, after_prompt = prompted[:at], prompted[at + len(_PROMPT) :]
     if not plain.startswith(prompted[: at + len(_PROMPT)]):
         return "the user turn renders differently with the generation prompt"
-    user_end = plain[at + len(_PROMPT) :]
-    if not after_prompt.startswith(user_end) or after_prompt == user_end:
+    # What closes the user turn: the plain render may add more after it (Phi-3 prints eos
+    # when no generation prompt is asked for), so only the part both renders share.
+    user_end = _common_start(plain[at + len(_PROMPT) :], after_prompt)
+    if after_prompt == user_end:
         return "the generation prompt does not follow the user turn"
     header = after_prompt[len(user_end) :]
-    if not with_system.endswith(_PROMPT + after_prompt) or not full.startswith(with_system):
+    if not opened.endswith(_PROMPT + after_prompt) or not full.startswith(opened):
         return "the system prompt changes how the user turn renders"
-    if not full[len(with_system) :].startswith(_RESP):
+    if not full[len(opened) :].startswith(_RESP):
         return "the answer is not printed after the generation prompt"
-    trailer = full[len(with_system) + len(_RESP) :]
     between = second[second.index(_RESP) + len(_RESP) : second.index(_PROMPT)]
-    if not between.startswith(trailer):
-        return "turns are separated differently from how they end"
+    # What ends an answer is what a final answer and one followed by another turn share.
+    trailer = _common_start(full[len(opened) + len(_RESP) :], between)
     user_header = between[len(trailer) :]
-    sys_prefix = with_system[: with_system.index(_PROMPT)]
+    sys_prefix = opened[: opened.index(_PROMPT)]
     if not sys_prefix.endswith(user_header) or not user_start.endswith(user_header):
         return "the first user turn starts differently from the next ones"
-    sys_block = sys_prefix[: len(sys_prefix) - len(user_header)]
     default = user_start[: len(user_start) - len(user_header)]
-    before, _, after = sys_block.partition(_SYS)
+    before = after = ""
+    if with_system is not None:
+        sys_block = sys_prefix[: len(sys_prefix) - len(user_header)]
+        before, _, after = sys_block.partition(_SYS)
     baked: str | None = None
     if default:
-        if not (default.startswith(before) and default.endswith(after)):
+        if with_system is None or not (default.startswith(before) and default.endswith(after)):
             return "the template prints a fixed preamble that is not a system turn"
         baked = default[len(before) : len(default) - len(after)]
     try:
+        system_block = (
+            "" if with_system is None
+            else "{{ if .System }}" + _literal(before) + "{{ .System }}" + _literal(after)
+            + "{{ end }}"
+        )  # fmt: skip
         body = (
-            "{{ if .System }}"
-            + _literal(before)
-            + "{{ .System }}"
-            + _literal(after)
-            + "{{ end }}{{ if .Prompt }}"
+            system_block
+            + "{{ if .Prompt }}"
             + _literal(user_header)
             + "{{ .Prompt }}"
             + _literal(user_end)
@@ -145,6 +157,20 @@ def convert(
     result = OllamaTemplate(body, baked or None, tuple(dict.fromkeys(s for s in stops if s)))
     problem = check_equivalent(source, special_tokens, result)
     return problem if problem else result
+
+
+def _common_start(a: str, b: str) -> str:
+    """The common start of `a` and `b`, cut before a marker both only begin (`<|end|>` + `<|`)."""
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    common = a[:n]
+    if n < min(len(a), len(b)):
+        for opening, closing in (("<", ">"), ("[", "]")):
+            cut = common.rfind(opening)
+            if cut > common.rfind(closing):
+                common = common[:cut]
+    return common
 
 
 # --------------------------------------------------------- running it the way Ollama does

@@ -33,6 +33,7 @@ __all__ = [
     "GGUFField",
     "GGUFMetadata",
     "is_gguf_path",
+    "is_padding",
     "parse_gguf",
     "read_gguf",
 ]
@@ -58,6 +59,11 @@ _MAGIC = b"GGUF"
 # A GGUF prefix (metadata and tensor infos) above this is not a model file ftfix can handle
 # in memory; real ones are a few MB (the token list).
 MAX_PREFIX = 512 * 1024 * 1024
+
+
+def is_padding(token_id: int, text: str) -> bool:
+    """A `[PAD<id>]` filler: llama.cpp's converter pads the token list to the embedding size."""
+    return text == f"[PAD{token_id}]"
 
 
 def is_gguf_path(path: str | os.PathLike[str]) -> bool:
@@ -183,12 +189,17 @@ class GGUFMetadata:
         return tokens[token_id]
 
     def special_vocabulary(self) -> dict[str, int]:
-        """Control and user-defined tokens (what templates print), text -> id."""
+        """Control and user-defined tokens (what templates print), text -> id.
+
+        `[PAD<id>]` fillers, which converters append up to the embedding size, are left out.
+        """
         types = self.token_types
         return {
             text: i
             for i, text in enumerate(self.tokens)
-            if i < len(types) and types[i] in (TOKEN_CONTROL, TOKEN_USER_DEFINED)
+            if i < len(types)
+            and types[i] in (TOKEN_CONTROL, TOKEN_USER_DEFINED)
+            and not is_padding(i, text)
         }
 
     def read_prefix(self) -> bytes:

@@ -15,8 +15,9 @@ class GgufVocabularyDiffers(GGUFFixer):
     """The GGUF's vocabulary is not the folder's.
 
     ## What it checks
-    Compares the number of tokens in `tokenizer.ggml.tokens` with the folder's tokenizer, and
-    the id of every control and user-defined token.
+    Compares the number of tokens in `tokenizer.ggml.tokens` with the folder's tokenizer (the
+    `[PAD<id>]` fillers converters append up to the embedding size aside), and the id of every
+    control and user-defined token.
 
     ## Why is this bad?
     A GGUF converted from another checkpoint (or before tokens were added) maps ids to other
