@@ -77,6 +77,7 @@ def _report(mode: Mode, file: Path, ref: str | None, plan: Plan, fail_on: Severi
         skipped=dict(plan.skipped),
         diff=plan.diff() if mode != "check" else "",
         fail_on=Severity(fail_on),
+        internal_errors=list(plan.failures),
     )
 
 

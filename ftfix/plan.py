@@ -256,7 +256,16 @@ def build_gguf(
     for fixer in fixers:
         if not isinstance(fixer, GGUFFixer):
             continue
-        for finding in fixer.check_gguf(ctx):
+        try:
+            found = list(fixer.check_gguf(ctx))
+        except Exception as exc:  # one broken rule must not hide what the others find
+            logger.debug("rule %s raised", fixer.code, exc_info=True)
+            message = _one_line(f"{type(exc).__name__}: {exc}")
+            plan.failures.append(
+                RuleFailure(fixer.code, fixer.name, message, traceback.format_exc())
+            )
+            continue
+        for finding in found:
             plan.findings.append(finding)
             reason = _allowed(finding, unsafe_fixes) if apply_fixes else "check only"
             if reason is None:

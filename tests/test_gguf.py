@@ -189,3 +189,17 @@ def test_splice_between_turns_old_into_new(old, new):
     assert len(edit.before) <= len(old) and len(edit.after) <= len(new)
     if old == new:
         assert edit.before == edit.after == b""
+
+
+def test_a_rule_that_raises_does_not_hide_the_others(make_checkpoint, tmp_path, monkeypatch):
+    from ftfix.rules.gguf.gguf_double_bos import GgufDoubleBos
+
+    def broken(self, ctx):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(GgufDoubleBos, "check_gguf", broken)
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>")
+    report = ftfix.check(None, ft, gguf=gguf)
+    assert [e.code for e in report.internal_errors] == ["FTX501"]
+    assert "FTX504" in [f.code for f in report.findings]
