@@ -21,6 +21,7 @@ from .errors import (
 from .findings import Severity
 from .io import jsonfmt
 from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
+from .io.gguf import is_gguf_path
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -245,6 +246,7 @@ def check(
     ignore: Sequence[str] = (),
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
+    gguf: PathLike | None = None,
 ) -> Report:
     """Check a fine-tuned checkpoint, with its base when one is at hand. Writes nothing.
 
@@ -264,6 +266,9 @@ def check(
             makes `report.exit_code` 1.
         template (`str` or `os.PathLike`, *optional*): the chat template the model was trained
             with (file path or template text), for checkpoints whose base has none.
+        gguf (`str` or `os.PathLike`, *optional*): a GGUF file converted from `finetuned`, to
+            check against it. A `finetuned` that is a `.gguf` file is checked on its own, or
+            against `base` when given.
 
     Returns:
         `Report`: `report.ok` is `True` when no error remains.
@@ -279,6 +284,15 @@ def check(
         >>> report = ftfix.check("meta-llama/Llama-3.2-1B-Instruct", "out/checkpoint-500")
         >>> print(report)
     """
+    if gguf is not None or is_gguf_path(finetuned if finetuned is not None else base or ""):
+        from .api_gguf import check_gguf
+
+        given, path = (None, base) if finetuned is None else (base, finetuned)
+        assert path is not None
+        return check_gguf(
+            given, path, gguf=gguf, select=select, ignore=ignore, fail_on=fail_on,
+            options=_options(template),
+        )  # fmt: skip
     found, target = _prepare(base, finetuned, writer=False)
     fixers = registry.resolve(select, ignore)
     options = _options(template, base_id=_given_base_id(base if finetuned else None))
@@ -301,6 +315,7 @@ def repair(
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
     init: str = "mean",
+    gguf: PathLike | None = None,
 ) -> Report:
     """Fix what can be fixed safely, then check again.
 
@@ -326,6 +341,9 @@ def repair(
         template (`str` or `os.PathLike`, *optional*): the chat template the model was trained with.
         init (`str`, *optional*, defaults to `"mean"`): how unsafe embedding repairs set rows:
             `"mean"` of trained rows, or `"subtokens"` (mean of the rows of the token's pieces).
+        gguf (`str` or `os.PathLike`, *optional*): repair this GGUF file (converted from
+            `finetuned`) instead of the folder; a `.gguf` `finetuned` is repaired the same way.
+            `output` is then a file path.
 
     Returns:
         `Report`: `report.remaining` holds what a re-check still finds.
@@ -341,6 +359,16 @@ def repair(
         >>> report.ok
         True
     """
+    if gguf is not None or is_gguf_path(finetuned if finetuned is not None else base or ""):
+        from .api_gguf import repair_gguf
+
+        given, path = (None, base) if finetuned is None else (base, finetuned)
+        assert path is not None
+        return repair_gguf(
+            given, path, gguf=gguf, select=select, ignore=ignore, unsafe_fixes=unsafe_fixes,
+            dry_run=dry_run, backup=backup, output=output, fail_on=fail_on,
+            options=_options(template, init),
+        )  # fmt: skip
     found, target = _prepare(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
     options = _options(template, init, base_id=_given_base_id(base if finetuned else None))
@@ -384,6 +412,10 @@ def undo(finetuned: PathLike) -> list[str]:
         `NothingToUndoError`: no backup exists.
         `StaleEditError`: a repaired file changed since (nothing is restored).
     """
+    if is_gguf_path(finetuned) and os.path.isfile(finetuned):
+        from .api_gguf import undo_gguf
+
+        return undo_gguf(finetuned)
     target = _open(finetuned, role="finetuned", writer=True)
     return write.undo(target.root)
 

@@ -59,6 +59,9 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--template", metavar="FILE", help="chat template the model was trained with"
     )
+    parser.add_argument(
+        "--gguf", metavar="FILE.gguf", help="a GGUF file converted from FINETUNED: check it"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +187,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         ignore=_codes(args.ignore) or (),
         fail_on=args.fail_on,
         template=args.template,
+        gguf=args.gguf,
     )
 
 
@@ -200,6 +204,7 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         fail_on=args.fail_on,
         template=args.template,
         init=args.init,
+        gguf=args.gguf,
     )
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "RuleFailure",
     "RuleSkip",
     "Severity",
+    "SpliceEdit",
     "TensorEdit",
     "TensorResizeEdit",
     "TensorRowsEdit",
@@ -126,7 +127,29 @@ class TensorResizeEdit:
     reason: str = ""
 
 
-Edit = FileEdit | TensorRowsEdit | TensorResizeEdit
+@dataclass(frozen=True)
+class SpliceEdit:
+    """Replace one byte range of a large file (a GGUF file's metadata), never its other bytes.
+
+    Same length: patched in place. Another length: the file is rewritten streamed, the bytes
+    after the range copied unchanged (they move by the difference). See `ftfix.write.spliced`.
+
+    Args:
+        path (`str`): the file, relative to the folder being repaired.
+        offset (`int`): where the range starts.
+        before (`bytes`): the range's current bytes, checked again before writing.
+        after (`bytes`): the new bytes.
+        reason (`str`): a short description for `--dry-run`.
+    """
+
+    path: str
+    offset: int
+    before: bytes
+    after: bytes
+    reason: str = ""
+
+
+Edit = FileEdit | TensorRowsEdit | TensorResizeEdit | SpliceEdit
 TensorEdit = TensorRowsEdit | TensorResizeEdit
 
 

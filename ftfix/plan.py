@@ -10,12 +10,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .analysis.context import Context, InputMissing, Need, Options
+from .analysis.gguf import GGUFContext, apply_to_prefix, splice_between, staged_metadata
 from .errors import InvalidCheckpointError
-from .findings import Applicability, FileEdit, Finding, RuleFailure, RuleSkip, TensorEdit
+from .findings import (
+    Applicability,
+    FileEdit,
+    Finding,
+    RuleFailure,
+    RuleSkip,
+    SpliceEdit,
+    TensorEdit,
+)
 from .io.checkpoint import Checkpoint, Kind
-from .rules.base import Fixer
+from .rules.base import Fixer, GGUFFixer
 
-__all__ = ["Plan", "build"]
+__all__ = ["Plan", "build", "build_gguf"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +50,12 @@ class Plan:
     tensor_edits: list[TensorEdit] = field(default_factory=list)
     skipped_rules: list[RuleSkip] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
+    splice_edits: dict[str, SpliceEdit] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
         """Nothing to write."""
-        return not self.file_edits and not self.tensor_edits
+        return not self.file_edits and not self.tensor_edits and not self.splice_edits
 
     def diff(self) -> str:
         """Unified diffs of text edits and one line per tensor edit, as `--diff` prints them."""
@@ -70,6 +80,12 @@ class Plan:
             rows = ", ".join(map(str, tedit.rows[:8])) + (", ..." if len(tedit.rows) > 8 else "")
             reason = f" ({tedit.reason})" if tedit.reason else ""
             chunks.append(f"~ {tedit.path}: {tedit.tensor} rows [{rows}] rewritten{reason}\n")
+        for splice in self.splice_edits.values():
+            how = "in place" if len(splice.before) == len(splice.after) else "metadata rewritten"
+            chunks.append(
+                f"~ {splice.path}: {len(splice.before)} bytes at offset {splice.offset} -> "
+                f"{len(splice.after)} bytes ({how}; {splice.reason})\n"
+            )
         return "".join(chunks)
 
 
@@ -228,6 +244,74 @@ def _stage(plan: Plan, staged: Checkpoint, finding: Finding) -> Checkpoint:
             else:
                 plan.file_edits[edit.path] = FileEdit(edit.path, original, edit.after)
             overlay[edit.path] = edit.after
+        elif isinstance(edit, SpliceEdit):
+            plan.splice_edits[edit.path] = edit
         else:
             plan.tensor_edits.append(edit)
     return staged.staged(overlay) if overlay else staged
+
+
+def build_gguf(
+    ctx: GGUFContext,
+    fixers: Sequence[Fixer],
+    *,
+    apply_fixes: bool,
+    unsafe_fixes: bool = False,
+) -> Plan:
+    """Run the GGUF rules among `fixers` in order, each seeing the metadata staged so far.
+
+    The fixes of one file merge into one `SpliceEdit` against the file on disk (the smallest
+    range that differs); a fix planned against metadata an earlier fix has since changed is
+    rejected as a conflict.
+    """
+    plan = Plan()
+    original = ctx.prefix
+    for fixer in fixers:
+        if not isinstance(fixer, GGUFFixer):
+            continue
+        try:
+            found = list(fixer.check_gguf(ctx))
+        except Exception as exc:  # one broken rule must not hide what the others find
+            logger.debug("rule %s raised", fixer.code, exc_info=True)
+            message = _one_line(f"{type(exc).__name__}: {exc}")
+            plan.failures.append(
+                RuleFailure(fixer.code, fixer.name, message, traceback.format_exc())
+            )
+            continue
+        for finding in found:
+            plan.findings.append(finding)
+            reason = _allowed(finding, unsafe_fixes) if apply_fixes else "check only"
+            if reason is None:
+                assert finding.fix is not None
+                splices = [e for e in finding.fix.edits if isinstance(e, SpliceEdit)]
+                for splice in splices:
+                    end = splice.offset + len(splice.before)
+                    if ctx.prefix[splice.offset : end] != splice.before:
+                        reason = f"conflicts with an earlier fix of {splice.path}"
+                for edit in finding.fix.edits:
+                    if isinstance(edit, FileEdit) and edit.path in plan.file_edits:
+                        reason = f"conflicts with an earlier fix of {edit.path}"
+            if reason is not None:
+                plan.skipped[finding.key()] = reason
+                continue
+            assert finding.fix is not None
+            for edit in finding.fix.edits:
+                if isinstance(edit, SpliceEdit):
+                    prefix = apply_to_prefix(ctx.prefix, edit)
+                    ctx.meta = staged_metadata(ctx.meta, prefix)
+                    ctx.prefix = prefix
+                    merged = splice_between(edit.path, original, prefix, edit.reason)
+                    previous = plan.splice_edits.get(edit.path)
+                    if previous is not None and previous.reason:
+                        merged = SpliceEdit(
+                            merged.path,
+                            merged.offset,
+                            merged.before,
+                            merged.after,
+                            f"{previous.reason}; {edit.reason}",
+                        )
+                    plan.splice_edits[edit.path] = merged
+                elif isinstance(edit, FileEdit):
+                    plan.file_edits[edit.path] = edit
+            plan.applied.append(finding)
+    return plan

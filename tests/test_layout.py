@@ -38,7 +38,7 @@ def layer(module: str) -> str:
         return "data"
     if head == "registry":
         return "rules"
-    if head in ("api", "plan", "batch", "report", "readme"):
+    if head in ("api", "api_gguf", "plan", "batch", "report", "readme"):
         return "orchestration"
     if head in ("cli", "verify", "integrations", "__init__", "__main__"):
         return "faces"
@@ -146,6 +146,7 @@ FAMILIES = {
     "FTX90": "files",
     "FTX91": "files",
     "FTX3": "adapters",
+    "FTX5": "gguf",
 }
 
 

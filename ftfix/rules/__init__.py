@@ -1,15 +1,16 @@
 """The rules, one module each, grouped in folders by code family.
 
-`templates/` FTX00x, `tokenizer/` FTX02x, `weights/` FTX1xx, `stops/` FTX2xx, `adapters/` FTX3xx,
-`files/` FTX900-919. Importing a family registers its rules; adding a rule is one module and one
-line in its family's `__init__`.
+`templates/` FTX00x-01x, `tokenizer/` FTX02x, `weights/` FTX1xx, `stops/` FTX2xx, `adapters/`
+FTX3xx, `gguf/` FTX5xx (GGUF files), `files/` FTX900-919. Importing a family registers its rules;
+adding a rule is one module and one line in its family's `__init__`.
 """
 
 from __future__ import annotations
 
-from . import (
+from . import (  # one family a line: branches that add families merge cleanly
     adapters,
     files,
+    gguf,
     stops,
     templates,
     tokenizer,
@@ -19,6 +20,7 @@ from . import (
 __all__ = [
     "adapters",
     "files",
+    "gguf",
     "stops",
     "templates",
     "tokenizer",

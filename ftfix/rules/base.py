@@ -8,9 +8,17 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar
 
 from ..analysis.context import Context, Need, Options
+from ..analysis.gguf import GGUFContext
 from ..findings import Finding, Fix, Severity
 
-__all__ = ["Context", "Fixer", "Need", "Options"]  # re-exported for rule modules
+__all__ = [
+    "Context",
+    "Fixer",
+    "GGUFContext",
+    "GGUFFixer",
+    "Need",
+    "Options",
+]  # re-exported for rule modules
 
 
 class Fixer(ABC):
@@ -66,3 +74,17 @@ class Fixer(ABC):
             fix=fix,
             data=dict(data or {}),
         )
+
+
+class GGUFFixer(Fixer):
+    """A rule about a GGUF file (`ftfix check BASE model.gguf`); silent on folders."""
+
+    needs: ClassVar[frozenset[Need]] = frozenset()  # judges a GGUF file, base or not
+
+    def check(self, ctx: Context) -> Iterator[Finding]:
+        """GGUF rules judge GGUF files only: nothing to say about a folder."""
+        return iter(())
+
+    @abstractmethod
+    def check_gguf(self, ctx: GGUFContext) -> Iterator[Finding]:
+        """Yield findings about `ctx.meta`; never write, never print."""

@@ -11,7 +11,7 @@ from typing import Any
 from ..errors import (
     WriteFailedError,
 )
-from ..findings import FileEdit, TensorEdit, TensorRowsEdit
+from ..findings import FileEdit, SpliceEdit, TensorEdit, TensorRowsEdit
 from .atomic import (
     BACKUPS,
     COMPLETE,
@@ -34,6 +34,7 @@ from .journal import (
 from .lock import locked
 from .recovery import _do_restore, _plan_restore, _recover_locked
 from .rows import _patch_rows
+from .spliced import apply_splice
 from .streamed import _Growth, _plan_growth, _stream_growth
 
 logger = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ def commit(
     tensors: Sequence[TensorEdit] = (),
     *,
     backup: bool = True,
+    splices: Sequence[SpliceEdit] = (),
 ) -> CommitResult:
     """Apply planned edits to the checkpoint at `root`, crash-safely.
 
@@ -66,9 +68,10 @@ def commit(
     the plan was made against and that the disk has room, write the journal and backups
     (fsynced), then write each file atomically, rewrite the shards whose tensors grow
     (`TensorResizeEdit`: streamed into a temp file, replaced atomically), patch tensor rows in
-    place, and mark the journal complete. Any error while writing rolls the checkpoint back
-    before raising. With `backup=False` the journal and backups are deleted once the repair
-    completed.
+    place, splice byte ranges (`SpliceEdit`: GGUF metadata, in place when the length is
+    unchanged, else streamed and replaced atomically), and mark the journal complete. Any
+    error while writing rolls the checkpoint back before raising. With `backup=False` the
+    journal and backups are deleted once the repair completed.
 
     Raises:
         `LockedError`: another repair holds the lock.
@@ -79,27 +82,36 @@ def commit(
     """
     result = CommitResult()
     rows, resizes = _split(tensors)
-    if not edits and not tensors:
+    if not edits and not tensors and not splices:
         return result
-    for rel in [e.path for e in edits] + [t.path for t in tensors]:
+    if len({s.path for s in splices}) != len(splices):
+        raise ValueError("one splice per file")
+    for rel in [e.path for e in edits] + [t.path for t in tensors] + [s.path for s in splices]:
         _inside(root, rel)  # refuse bad paths before creating anything
     try:
         with locked(root):
             _recover_locked(root)
-            _check_fresh(root, edits, rows, resizes)
-            _check_space(root, edits, rows, resizes)
+            _check_fresh(root, edits, rows, resizes, splices)
+            _check_space(root, edits, rows, resizes, splices)
             growths = [_plan_growth(_inside(root, rel), g, rel) for rel, g in resizes.items()]
             logger.info(
-                "committing %d file edits and %d tensor edits to %s", len(edits), len(tensors), root
-            )
+                "committing %d file edits, %d tensor edits and %d splices to %s",
+                len(edits), len(tensors), len(splices), root,
+            )  # fmt: skip
             folder = root / STATE_DIR / BACKUPS / _stamp()
             try:
-                journal = _begin(root, folder, edits, rows, keep=backup, growths=growths)
+                journal = _begin(
+                    root, folder, edits, rows, keep=backup, growths=growths, splices=splices
+                )
             except BaseException:
                 _discard(folder)  # nothing in the checkpoint changed yet
                 raise
             try:
                 _apply(root, folder, journal, edits, rows, growths, result)
+                for splice in splices:
+                    apply_splice(_inside(root, splice.path), splice)
+                    result.written.append(splice.path)
+                    logger.info("spliced %d bytes into %s", len(splice.after), splice.path)
                 _set_state(folder, journal, COMPLETE)  # the commit point
             except BaseException as exc:
                 _rollback_after_failure(root, folder, journal, exc)

@@ -22,7 +22,14 @@ from ..errors import (
     StaleEditError,
     WriteFailedError,
 )
-from ..findings import FileEdit, TensorEdit, TensorResizeEdit, TensorRowsEdit, sha256_hex
+from ..findings import (
+    FileEdit,
+    SpliceEdit,
+    TensorEdit,
+    TensorResizeEdit,
+    TensorRowsEdit,
+    sha256_hex,
+)
 from ..io.safetensors import SafetensorsFile
 from .atomic import (
     _BLOCK,
@@ -38,6 +45,7 @@ from .atomic import (
     _step,
     atomic_write,
 )
+from .spliced import range_sha256, splice_entry
 from .streamed import GrownShard, _Growth, shard_header_sha256
 
 logger = logging.getLogger(__name__)
@@ -70,7 +78,16 @@ def _check_fresh(
     edits: Sequence[FileEdit],
     tensors: Sequence[TensorRowsEdit],
     resizes: dict[str, list[TensorResizeEdit]] | None = None,
+    splices: Sequence[SpliceEdit] = (),
 ) -> None:
+    for splice in splices:
+        path = _inside(root, splice.path)
+        if range_sha256(path, splice.offset, len(splice.before)) != sha256_hex(splice.before):
+            raise StaleEditError(
+                path,
+                "changed on disk since the repair was planned",
+                hint="run ftfix again; nothing was written",
+            )
     for edit in edits:
         path = _inside(root, edit.path)
         current = path.read_bytes() if path.is_file() else None
@@ -108,9 +125,14 @@ def _check_space(
     edits: Sequence[FileEdit],
     tensors: Sequence[TensorRowsEdit],
     resizes: dict[str, list[TensorResizeEdit]] | None = None,
+    splices: Sequence[SpliceEdit] = (),
 ) -> None:
     """Refuse up front when the backups, temp files and journal cannot fit."""
     needed = 4 * _BLOCK  # the journal, written twice, and its folders
+    for splice in splices:
+        needed += _blocks(len(splice.before))  # the backup of the range
+        if len(splice.before) != len(splice.after) or os.lstat(root / splice.path).st_nlink > 1:
+            needed += _blocks(os.stat(root / splice.path).st_size + len(splice.after))
     for edit in edits:
         needed += _blocks(len(edit.after)) + _blocks(len(edit.before or b""))
     for tedit in tensors:
@@ -142,6 +164,7 @@ def _begin(
     *,
     keep: bool,
     growths: Sequence[_Growth] = (),
+    splices: Sequence[SpliceEdit] = (),
 ) -> dict[str, Any]:
     """Back up the originals and write the pending journal, all durable before any change."""
     state = root / STATE_DIR
@@ -198,6 +221,17 @@ def _begin(
             symlink=os.readlink(path) if path.is_symlink() else None,
         )
         resized.append(entry)
+    spliced = []
+    for index, splice in enumerate(splices):
+        # The original range is the whole backup: undo splices it back in.
+        path = _inside(root, splice.path)
+        atomic_write(folder / "spliced" / str(index), splice.before)
+        _step(f"backed up metadata of {splice.path}")
+        entry = splice_entry(path, splice)
+        entry.update(
+            backup=f"spliced/{index}", symlink=os.readlink(path) if path.is_symlink() else None
+        )
+        spliced.append(entry)
     journal: dict[str, Any] = {
         "format": JOURNAL_FORMAT,
         "state": PENDING,
@@ -207,6 +241,7 @@ def _begin(
         "files": files,
         "tensors": rows,
         "resized": resized,
+        "spliced": spliced,
     }
     atomic_write(folder / MANIFEST, _json_bytes(journal))
     for durable in (folder, folder.parent, state, root):
@@ -232,7 +267,7 @@ def _discard(folder: Path) -> None:
         _fsync_dir(folder.parent)
 
 
-_BACKUP_NAME = re.compile(r"^(files|rows|grown)/\d+$")
+_BACKUP_NAME = re.compile(r"^(files|rows|grown|spliced)/\d+$")
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -263,6 +298,18 @@ def _valid_entry(entry: Any, key: str) -> bool:
             and _is_sha(entry.get("before_sha256"))
             and _is_sha(entry.get("after_sha256"))
         )
+    if key == "spliced":
+        return (
+            isinstance(backup, str)
+            and all(
+                type(entry.get(k)) is int and entry[k] >= 0
+                for k in (
+                    "offset", "before_length", "after_length", "size_before", "size_after"
+                )
+            )
+            and _is_sha(entry.get("before_sha256"))
+            and _is_sha(entry.get("after_sha256"))
+        )  # fmt: skip
     spans = entry.get("inserted")
     return (
         isinstance(backup, str)
@@ -298,7 +345,8 @@ def _load_journal(folder: Path) -> dict[str, Any]:
     if journal.get("state") not in (PENDING, COMPLETE, UNDOING):
         raise damaged(f"unknown state {journal.get('state')!r}")
     journal.setdefault("resized", [])
-    for key in ("files", "tensors", "resized"):
+    journal.setdefault("spliced", [])
+    for key in ("files", "tensors", "resized", "spliced"):
         entries = journal.get(key)
         if not isinstance(entries, list):
             raise damaged(f"{key!r} is not a list")

@@ -16,7 +16,7 @@ from ..errors import (
     RecoveryError,
     StaleEditError,
 )
-from ..findings import TensorRowsEdit, sha256_hex
+from ..findings import SpliceEdit, TensorRowsEdit, sha256_hex
 from ..io.safetensors import SafetensorsFile
 from .atomic import (
     BACKUPS,
@@ -36,6 +36,7 @@ from .atomic import (
 from .journal import _backup_bytes, _discard, _grown_shard, _load_journal
 from .lock import locked
 from .rows import _patch_rows
+from .spliced import apply_splice, range_sha256
 from .streamed import check_grown_shard, shard_header_sha256, shrink_grown_shard
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class _Restore:
     files: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)
     resized: list[dict[str, Any]] = field(default_factory=list)
+    spliced: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _plan_restore(root: Path, folder: Path, journal: dict[str, Any], *, strict: bool) -> _Restore:
@@ -112,7 +114,64 @@ def _plan_restore(root: Path, folder: Path, journal: dict[str, Any], *, strict: 
         if strict and current == shard.grown_header_sha256 and not patched:
             check_grown_shard(path, shard)  # refuse before anything is touched
         todo.resized.append(entry)
+    for entry in journal["spliced"]:
+        path = _inside(root, entry["path"])
+        state = _splice_state(path, entry)
+        relink = bool(entry.get("symlink")) and not path.is_symlink()
+        if state == "before" and not relink:
+            continue  # never written, or restored already
+        if state == "unknown" and (strict or path.stat().st_size != entry["size_before"]):
+            # Not strict: a torn in-place patch (same size) is put back from the backup.
+            raise StaleEditError(
+                path,
+                f"changed since the repair of {folder.name}; refusing to restore it",
+                hint=f"the original bytes at offset {entry['offset']} are in "
+                f"{folder / entry['backup']}",
+            )
+        _backup_bytes(folder, entry)
+        todo.spliced.append(entry)
     return todo
+
+
+def _splice_state(path: Path, entry: dict[str, Any]) -> str:
+    """`"before"`, `"after"` or `"unknown"`: what the spliced range of `path` holds now."""
+    if not path.is_file():
+        return "unknown"
+    size = path.stat().st_size
+    offset = entry["offset"]
+    if size == entry["size_after"] and (
+        range_sha256(path, offset, entry["after_length"]) == entry["after_sha256"]
+    ):
+        return "after"
+    if size == entry["size_before"] and (
+        range_sha256(path, offset, entry["before_length"]) == entry["before_sha256"]
+    ):
+        return "before"
+    return "unknown"
+
+
+def _restore_spliced(root: Path, folder: Path, entry: dict[str, Any]) -> None:
+    path = _inside(root, entry["path"])
+
+    def original(file: Path) -> bool:
+        return _splice_state(file, entry) == "before"
+
+    link = entry.get("symlink")
+    if link and not path.is_symlink() and _blob_holds(path, link, original):
+        _replace_with_symlink(path, link)
+        return
+    state = _splice_state(path, entry)
+    if state == "before":
+        return
+    before = _backup_bytes(folder, entry)
+    if state == "after":
+        current = b"\0" * entry["after_length"]  # checked by the state above
+        with path.open("rb") as handle:
+            current = os.pread(handle.fileno(), entry["after_length"], entry["offset"])
+        apply_splice(path, SpliceEdit(entry["path"], entry["offset"], current, before))
+    else:  # a torn in-place patch: same length, put the original bytes back
+        torn = SpliceEdit(entry["path"], entry["offset"], before, before)
+        apply_splice(path, torn, check=False)
 
 
 def _restore_file(root: Path, folder: Path, entry: dict[str, Any]) -> None:
@@ -208,6 +267,10 @@ def _do_restore(root: Path, folder: Path, todo: _Restore) -> list[str]:
         _restore_grown(root, folder, entry)
         if entry["path"] not in restored:
             restored.append(entry["path"])
+    for entry in todo.spliced:
+        _restore_spliced(root, folder, entry)
+        if entry["path"] not in restored:
+            restored.append(entry["path"])
     return restored
 
 
@@ -268,7 +331,9 @@ def _recover_locked(root: Path) -> list[str]:
             logger.info("removed the incomplete backup %s", folder.name)
             continue
         journal = _load_journal(folder)
-        for entry in (*journal["files"], *journal["tensors"], *journal["resized"]):
+        for entry in (
+            *journal["files"], *journal["tensors"], *journal["resized"], *journal["spliced"]
+        ):  # fmt: skip
             touched_dirs.add(_inside(root, entry["path"]).parent)
         state = journal["state"]
         if state == COMPLETE:
