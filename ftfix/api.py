@@ -33,18 +33,23 @@ PathLike = str | os.PathLike[str]
 
 
 def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
-    """Open a checkpoint after rolling back whatever an interrupted ftfix run left in it.
+    """Open a checkpoint; a `writer` first rolls back what an interrupted ftfix run left in it.
 
-    A `writer` (repair, undo) fails at once with `LockedError` when another process is writing
-    to the folder; readers go on. Files that cannot be read do not stop the run: the checkpoint
-    lists them in `problems` (the file rules report them, the rules that need them are skipped).
+    Only the fine-tuned checkpoint of a `repair` or `undo` (`writer`) is ever recovered, and only
+    from a journal this user's ftfix wrote in that folder; readers (`check`, `--dry-run`, the
+    base) never act on a journal (FTX920 reports an unfinished one). A `writer` fails at once
+    with `LockedError` when another process is writing to the folder. Files that cannot be read
+    do not stop the run: the checkpoint lists them in `problems` (the file rules report them,
+    the rules that need them are skipped).
     """
     folder = resolve_path(path, role=role)
-    write.recover(folder, writer=writer)
+    writer = writer and role == "finetuned"
+    if writer:
+        write.recover(folder, writer=True)
     display = os.fspath(path)
     ckpt = Checkpoint.open(folder, role=role, display=display)
-    if ckpt.root != folder and write.recover(ckpt.root, writer=writer):  # a trainer root's
-        ckpt = Checkpoint.open(folder, role=role, display=display)  # newest checkpoint-N
+    if writer and ckpt.root != folder and write.recover(ckpt.root, writer=True):  # a trainer
+        ckpt = Checkpoint.open(folder, role=role, display=display)  # root's newest checkpoint
     return ckpt
 
 
@@ -354,6 +359,7 @@ def repair(
     root = target.root
     if output is not None:
         root = Path(os.fspath(output))
+        _check_output(root, source, target)
         tensor_files = sorted({t.path for t in plan.tensor_edits})
         write.copy_tree_for_output(target.root, root, copy=tensor_files)
         report.output = os.fspath(output)
@@ -372,6 +378,20 @@ def repair(
                 f"{finding.code} fix did not hold: {finding.path or root} still has the problem"
             )
     return report
+
+
+def _check_output(out: Path, source: Checkpoint, target: Checkpoint) -> None:
+    """Refuse an output folder inside (or equal to) the fine-tune or the base."""
+    real = out.resolve()
+    for ckpt, what in ((target, "the fine-tuned checkpoint"), (source, "the base")):
+        inside = ckpt.root.resolve()
+        if real == inside or inside in real.parents:
+            raise UsageError(
+                out,
+                f"the output folder is inside {what} ({ckpt.root}); the copy would copy itself "
+                "or write where -o promises not to",
+                hint="pick an output folder outside both checkpoints",
+            )
 
 
 def undo(finetuned: PathLike) -> list[str]:

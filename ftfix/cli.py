@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, api, registry, write
+from . import __version__, api, registry
 from .batch import expand_targets, run_many
 from .errors import FtfixError, UsageError
 from .report import Report
@@ -206,9 +205,6 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    for folder in (args.base, args.finetuned):  # like every command: roll back a crashed repair
-        if os.path.isdir(folder):
-            write.recover(folder)
     report = verify(
         args.base,
         args.finetuned,

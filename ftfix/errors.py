@@ -17,6 +17,7 @@ __all__ = [
     "StaleEditError",
     "UnknownCodeError",
     "UnsafePathError",
+    "UntrustedJournalError",
     "UsageError",
     "WriteFailedError",
 ]
@@ -137,3 +138,12 @@ class RecoveryError(FtfixError, RuntimeError):
     """An interrupted repair left a journal that cannot be rolled back automatically."""
 
     default_hint = "restore the files by hand from the backup folder named above"
+
+
+class UntrustedJournalError(RecoveryError):
+    """A `.ftfix/` journal that this user's ftfix did not write in this folder; never acted on."""
+
+    default_hint = (
+        "if the folder came with its .ftfix/ (downloaded, cloned, unpacked, copied), delete "
+        ".ftfix/ and run again; nothing was changed"
+    )

@@ -145,6 +145,8 @@ FAMILIES = {
     "FTX2": "stops",
     "FTX90": "files",
     "FTX91": "files",
+    "FTX92": "folder",  # issue 19
+    "FTX93": "folder",
 }
 
 

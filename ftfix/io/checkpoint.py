@@ -163,9 +163,12 @@ def _cached_snapshot(repo_id: str) -> Path | None:
 
 def _checkpoint_dirs(folder: Path) -> list[tuple[int, Path]]:
     found = []
+    real = folder.resolve()
     for child in folder.iterdir():
         match = _CHECKPOINT_DIR.match(child.name)
-        if match and child.is_dir():
+        # A checkpoint-N symlinked out of the folder the user named is not followed: a repair
+        # would write there (issue 19).
+        if match and child.is_dir() and real in child.resolve().parents:
             found.append((int(match.group(1)), child))
     return sorted(found)
 

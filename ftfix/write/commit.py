@@ -15,7 +15,6 @@ from ..findings import FileEdit, TensorEdit, TensorRowsEdit
 from .atomic import (
     BACKUPS,
     COMPLETE,
-    MANIFEST,
     STATE_DIR,
     _inside,
     _step,
@@ -26,10 +25,10 @@ from .journal import (
     _check_fresh,
     _check_space,
     _discard,
-    _json_bytes,
     _set_state,
     _split,
     _stamp,
+    _write_journal,
 )
 from .lock import locked
 from .recovery import _do_restore, _plan_restore, _recover_locked
@@ -100,7 +99,7 @@ def commit(
                 raise
             try:
                 _apply(root, folder, journal, edits, rows, growths, result)
-                _set_state(folder, journal, COMPLETE)  # the commit point
+                _set_state(root, folder, journal, COMPLETE)  # the commit point
             except BaseException as exc:
                 _rollback_after_failure(root, folder, journal, exc)
                 raise
@@ -146,7 +145,7 @@ def _apply(
         journal["resized"][index].update(
             before_sha256=grown.before_sha256, after_sha256=grown.after_sha256
         )
-        atomic_write(folder / MANIFEST, _json_bytes(journal))
+        _write_journal(root, folder, journal)
         if rel not in result.written:
             result.written.append(rel)
         logger.info("grew %s in %s", ", ".join(growth.inserts), rel)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ logger = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------- undo
 def _latest_backup(root: Path) -> tuple[Path, dict[str, Any]]:
     for folder in reversed(_journal_folders(root)):
-        if (folder / MANIFEST).is_file():
-            journal = _load_journal(folder)
+        if os.path.lexists(folder / MANIFEST):
+            journal = _load_journal(root, folder)
             if journal["state"] == COMPLETE and journal.get("keep", True):
                 return folder, journal
     raise NothingToUndoError(
@@ -52,7 +53,7 @@ def undo(root: Path) -> list[str]:
         _recover_locked(root)
         folder, journal = _latest_backup(root)
         todo = _plan_restore(root, folder, journal, strict=True)
-        _set_state(folder, journal, UNDOING)
+        _set_state(root, folder, journal, UNDOING)
         try:
             restored = _do_restore(root, folder, todo)
         except OSError as exc:
