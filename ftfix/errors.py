@@ -117,7 +117,7 @@ class WriteFailedError(FtfixError, OSError):
     """Writing a repair failed (disk full, read-only folder, I/O error).
 
     The checkpoint was rolled back to its state before the repair; when even that failed, the
-    message says so and the next ftfix command against the folder rolls it back.
+    message says so and the next `ftfix repair` or `ftfix undo` of the folder rolls it back.
     """
 
     default_hint = "check free disk space and that the folder is writable, then run again"

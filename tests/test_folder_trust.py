@@ -41,7 +41,7 @@ def _setuid_symlink_attack(ft: Path, victim: Victim) -> None:
 
 
 def _delete_weights_attack(folder: Path) -> None:
-    """A pending journal saying model.safetensors was created by the repair: a rollback deletes it."""
+    """A pending journal saying the repair created model.safetensors: a rollback deletes it."""
     weights = (folder / "model.safetensors").read_bytes()
     plant_journal(folder, files=[file_entry("model.safetensors", None, weights, backup=None)])
 
@@ -116,7 +116,7 @@ def test_a_real_journal_copied_to_another_folder_is_refused(pair, tmp_path, vict
 
 
 def test_a_journal_edited_after_sealing_is_refused(pair):
-    base, ft = pair
+    _base, ft = pair
     edit = _config_edit(ft)
     folder = ft / STATE_DIR / BACKUPS / STAMP
     wjournal._begin(ft, folder, [edit], [], keep=True)
@@ -135,7 +135,7 @@ def _config_edit(ft: Path) -> FileEdit:
 
 def test_trusted_journal_with_a_symlinked_backup_is_refused(pair, tmp_path):
     """Defense in depth: even a journal ftfix sealed never links or chmods through a symlink."""
-    base, ft = pair
+    _base, ft = pair
     edit = _config_edit(ft)
     victim = Victim(tmp_path / "outside", data=edit.before, mode=0o600)  # same bytes as the backup
     folder = ft / STATE_DIR / BACKUPS / STAMP
@@ -155,7 +155,7 @@ def test_trusted_journal_with_a_symlinked_backup_is_refused(pair, tmp_path):
 
 def test_restored_modes_are_masked(pair):
     """A file that was setuid is restored with its permission bits only."""
-    base, ft = pair
+    _base, ft = pair
     os.chmod(ft / "config.json", 0o4755)
     edit = _config_edit(ft)
     folder = ft / STATE_DIR / BACKUPS / STAMP
@@ -169,7 +169,7 @@ def test_restored_modes_are_masked(pair):
 def test_key_is_owner_only_and_outside_the_folder(pair):
     from ftfix.write import trust
 
-    base, ft = pair
+    _base, ft = pair
     key = trust._key(create=True)
     assert key is not None
     paths = [d / trust._KEY_NAME for d in trust._key_dirs() if (d / trust._KEY_NAME).exists()]

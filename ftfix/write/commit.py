@@ -171,8 +171,8 @@ def _rollback_after_failure(
             getattr(exc, "filename", None) or root,
             f"cannot write: {getattr(exc, 'strerror', None) or exc}; the repair stopped "
             f"part-way and rolling it back failed too ({second})",
-            hint=f"fix the cause, then run any ftfix command on {root}: it rolls the repair "
-            f"back from {folder}",
+            hint=f"fix the cause, then run `ftfix repair` or `ftfix undo` on {root}: it rolls "
+            f"the repair back from {folder}",
             errno=getattr(exc, "errno", None),
         ) from exc
     logger.warning("%s: write failed; rolled back %s", root, ", ".join(restored) or "nothing")

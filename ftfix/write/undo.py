@@ -37,7 +37,7 @@ def undo(root: Path) -> list[str]:
     """Restore exactly what the last repair of `root` changed, then drop its backup.
 
     Refuses, changing nothing, when a repaired file was modified after the repair. The journal
-    is marked `undoing` first, so an undo killed part-way is finished by the next command.
+    is marked `undoing` first, so an undo killed part-way is finished by the next repair or undo.
     Shards the repair grew are shrunk back to their original bytes, after their rows.
 
     Returns:
@@ -47,7 +47,7 @@ def undo(root: Path) -> list[str]:
         `NothingToUndoError`: no backup exists.
         `StaleEditError`: a file changed since the repair.
         `LockedError`: a repair is running.
-        `WriteFailedError`: a write failed part-way (the next command finishes the undo).
+        `WriteFailedError`: a write failed part-way (the next repair or undo finishes it).
     """
     with locked(root):
         _recover_locked(root)
@@ -60,7 +60,7 @@ def undo(root: Path) -> list[str]:
             raise WriteFailedError(
                 exc.filename or root,
                 f"undo stopped part-way: {exc.strerror or exc}",
-                hint=f"fix the cause, then run any ftfix command on {root}: it finishes the undo "
+                hint=f"fix the cause, then run `ftfix undo` on {root} again: it finishes the undo "
                 f"from {folder}",
                 errno=exc.errno,
             ) from exc
