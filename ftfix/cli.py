@@ -12,7 +12,7 @@ from typing import Any
 
 from . import __version__, api, registry
 from .batch import expand_targets, run_many
-from .errors import FtfixError, UsageError
+from .errors import FtfixError, UsageError, is_panic
 from .report import Report
 
 __all__ = ["main", "run"]
@@ -285,7 +285,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftfix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not is_panic(exc):
+            raise
         traceback.print_exc()
         print("ftfix: internal error; please report it with the traceback above", file=sys.stderr)
         return EXIT_ERROR

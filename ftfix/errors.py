@@ -20,6 +20,7 @@ __all__ = [
     "UntrustedJournalError",
     "UsageError",
     "WriteFailedError",
+    "is_panic",
 ]
 
 
@@ -65,6 +66,15 @@ class FtfixError(Exception):
 
 def _rebuild_error(cls: type[FtfixError], path: str, reason: str, hint: str | None) -> FtfixError:
     return cls(path, reason, hint=hint)
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether `exc` is a Rust panic raised through a PyO3 extension (tokenizers, safetensors).
+
+    PyO3's `PanicException` derives from `BaseException`, so `except Exception` misses it; on
+    bad data it means "this file is damaged", like any parse error.
+    """
+    return type(exc).__name__ == "PanicException"
 
 
 class CheckpointNotFoundError(FtfixError, FileNotFoundError):

@@ -130,7 +130,9 @@ def test_total_time_budget_per_template(pair, monkeypatch):
     calls = []
     real = render_mod._stream
     monkeypatch.setattr(
-        render_mod, "_stream", lambda *a: calls.append(1) or real(*a)  # type: ignore[func-returns-value]
+        render_mod,
+        "_stream",
+        lambda *a: calls.append(1) or real(*a),  # type: ignore[func-returns-value]
     )
     report = ftfix.check(base, ft, select=["FTX003"])
     broken = [f for f in report.findings if f.code == "FTX003"]

@@ -12,7 +12,11 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
+from ..errors import (
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    UnsafePathError,
+)
 from . import jsonfmt
 from .problems import FileProblem, ProblemKind, is_lfs_pointer, lfs_pointer
 from .safetensors import SafetensorsFile

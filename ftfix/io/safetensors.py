@@ -114,7 +114,9 @@ class SafetensorsFile:
             raise InvalidCheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # ValueError: bad JSON, or an integer of more than 4,300 digits; RecursionError:
+            # nesting 100,000 deep.
             raise InvalidCheckpointError(
                 path, "safetensors header is not valid JSON", hint=hint
             ) from exc
