@@ -9,7 +9,8 @@ The fault-injection test kills real repairs with SIGKILL between every two steps
 (`FTFIX_TEST_PAUSE`, read only by `ftfix.write` and only for tests, sleeps between steps, and each
 step is logged, so a kill can be aimed at any of them) and also at timed instants; after each
 kill the next writing ftfix command (repair, undo) recovers (`check` only reports it), and the
-folder must equal either the original or the fully repaired state, file by file. The other tests inject failures in-process.
+folder must equal either the original or the fully repaired state, file by file. The other
+tests inject failures in-process.
 """
 
 from __future__ import annotations

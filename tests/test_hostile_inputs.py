@@ -117,7 +117,7 @@ CASES = [
         _safetensors_header(
             '{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, ' + HUGE_INT + "]}}"
         ),
-    ),  # fmt: skip
+    ),
     Case("journal-deep", _journal(DEEP)),
     Case("journal-huge-int", _journal('{"format": ' + HUGE_INT + "}")),
     Case("base-journal-deep", _journal(DEEP), where="base"),
@@ -136,7 +136,7 @@ CASES = [
     Case(
         "chat-template-list-no-name",
         _set("tokenizer_config.json", "chat_template", '[{"template": "{{ 1 }}"}]'),
-    ),  # fmt: skip
+    ),
     Case("chat-template-number", _set("tokenizer_config.json", "chat_template", "7")),
     Case("tokenizer-panics", _tokenizer_json(_garbage_charsmap)),
     Case("base-tokenizer-panics", _tokenizer_json(_garbage_charsmap), where="base"),
@@ -144,7 +144,7 @@ CASES = [
     Case(
         "template-nested-ifs",
         _write("chat_template.jinja", "{% if true %}" * 3000 + "x" + "{% endif %}" * 3000),
-    ),  # fmt: skip
+    ),
     Case("template-parens", _write("chat_template.jinja", "{{ " + "(" * 100_000 + " }}")),
     Case("template-break", _write("chat_template.jinja", "{% break %}")),
     Case("template-center", _write("chat_template.jinja", "{{ 'x'|center(10**9) }}")),
