@@ -21,6 +21,7 @@ from .errors import (
 from .findings import Severity
 from .io import jsonfmt
 from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
+from .io.limits import TEMPLATE_LIMIT, read_limited
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -186,7 +187,8 @@ def _options(
     path = Path(text)
     if path.is_file():
         try:
-            return Options(template=path.read_text("utf-8"), init=init, base_id=base_id)
+            data = read_limited(path, TEMPLATE_LIMIT) or b""
+            return Options(template=data.decode("utf-8"), init=init, base_id=base_id)
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidCheckpointError(path, f"cannot read template: {exc}") from exc
     if "{{" not in text and "{%" not in text:
@@ -359,7 +361,7 @@ def repair(
     root = target.root
     if output is not None:
         root = Path(os.fspath(output))
-        _check_output(root, source, target)
+        _check_output(root, found.checkpoint, target)
         tensor_files = sorted({t.path for t in plan.tensor_edits})
         write.copy_tree_for_output(target.root, root, copy=tensor_files)
         report.output = os.fspath(output)
@@ -380,10 +382,12 @@ def repair(
     return report
 
 
-def _check_output(out: Path, source: Checkpoint, target: Checkpoint) -> None:
+def _check_output(out: Path, source: Checkpoint | None, target: Checkpoint) -> None:
     """Refuse an output folder inside (or equal to) the fine-tune or the base."""
     real = out.resolve()
     for ckpt, what in ((target, "the fine-tuned checkpoint"), (source, "the base")):
+        if ckpt is None:
+            continue
         inside = ckpt.root.resolve()
         if real == inside or inside in real.parents:
             raise UsageError(

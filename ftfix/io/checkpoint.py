@@ -18,6 +18,7 @@ from ..errors import (
     UnsafePathError,
 )
 from . import jsonfmt
+from .limits import limit_for, read_limited
 from .problems import FileProblem, ProblemKind, is_lfs_pointer, lfs_pointer
 from .safetensors import SafetensorsFile
 from .tokenizer import TokenizerView, open_tokenizer
@@ -417,7 +418,8 @@ class Checkpoint:
         if rel not in self._disk:
             path = self._safe_path(rel)
             try:
-                self._disk[rel] = path.read_bytes() if path.is_file() else None
+                # Bounded (io/limits.py): a "small" file in a downloaded folder may be huge.
+                self._disk[rel] = read_limited(path, limit_for(rel))
             except OSError as exc:
                 raise InvalidCheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         data = self._disk[rel]
