@@ -51,9 +51,11 @@ class FtfixError(Exception):
         super().__init__(self._text())
 
     def _text(self) -> str:
-        text = f"{self.path}: {self.reason}"
+        # One line each, whatever the folder is called: a newline (or any control character)
+        # in a path or reason is shown escaped, never printed raw.
+        text = f"{_one_line(self.path)}: {_one_line(self.reason)}"
         if self.hint:
-            text += f"\nhint: {self.hint}"
+            text += f"\nhint: {_one_line(self.hint)}"
         return text
 
     def __str__(self) -> str:
@@ -66,6 +68,12 @@ class FtfixError(Exception):
 
 def _rebuild_error(cls: type[FtfixError], path: str, reason: str, hint: str | None) -> FtfixError:
     return cls(path, reason, hint=hint)
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def is_panic(exc: BaseException) -> bool:

@@ -77,6 +77,12 @@ def _check_fresh(
 ) -> None:
     for edit in edits:
         path = _inside(root, edit.path)
+        if os.path.isdir(path):
+            raise InvalidCheckpointError(
+                path,
+                "is a folder where the repair must write a file; nothing was written",
+                hint="move the folder away (a file of that name belongs there), then run again",
+            )
         current = read_limited(path, TOKENIZER_LIMIT)
         if current != edit.before:
             raise StaleEditError(

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from . import (
     unfinished_repair_journal,  # FTX920
+    unloadable_file,  # FTX922
 )
 
 __all__ = [
     "unfinished_repair_journal",
+    "unloadable_file",
 ]
