@@ -262,3 +262,21 @@ def test_random_json_values_end_cleanly(healthy, tmp_path_factory, rel, index, v
         code = main(["check", str(healthy[0]), str(ft)])
     _assert_clean(code, err.getvalue())
     assert tree_digest(ft) == before
+
+
+@pytest.mark.parametrize("gap", ["before", "after"])
+def test_safetensors_gap_is_refused_like_safetensors_does(healthy, tmp_path, capfd, gap):
+    """A buffer the tensors do not cover exactly: safetensors refuses it, so must ftfix."""
+    from safetensors import safe_open
+
+    ft = copy_checkpoint(healthy[1], tmp_path / "ft")
+    header = {"w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16] if gap == "before"
+                    else [0, 8]}}  # fmt: skip
+    raw = json.dumps(header).encode()
+    (ft / "model.safetensors").write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 16)
+    with pytest.raises(Exception, match=r"(?i)incomplete|invalid offset"):
+        safe_open(str(ft / "model.safetensors"), "np")
+    capfd.readouterr()
+    assert main(["check", str(healthy[0]), str(ft)]) == 2
+    err = capfd.readouterr().err
+    assert "safetensors refuses the file" in err

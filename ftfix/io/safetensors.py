@@ -217,6 +217,25 @@ def _parse_header(
             raise InvalidCheckpointError(
                 path, f"tensors {prev!r} and {name!r} overlap in the data buffer", hint=hint
             )
+    # safetensors itself (and so transformers) refuses a buffer the tensors do not cover
+    # exactly, from its first byte to the end of the file ("MetadataIncompleteBuffer").
+    covered = data_start
+    for start, end, name in spans:
+        if start > covered:
+            raise InvalidCheckpointError(
+                path,
+                f"{start - covered} unused bytes before the data of tensor {name!r}: "
+                "safetensors refuses the file (incomplete metadata)",
+                hint=hint,
+            )
+        covered = max(covered, end)
+    if covered != size:
+        raise InvalidCheckpointError(
+            path,
+            f"{size - covered} bytes after the last tensor's data: safetensors refuses the file "
+            "(incomplete metadata)",
+            hint=hint,
+        )
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 
