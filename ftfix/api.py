@@ -21,7 +21,7 @@ from .errors import (
 from .findings import Severity
 from .io import jsonfmt
 from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
-from .io.limits import TEMPLATE_LIMIT, read_limited
+from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -92,14 +92,14 @@ def _declared_in(folder: Path, label: str) -> list[tuple[str, str]]:
     keys = (("adapter_config.json", "base_model_name_or_path"), ("config.json", "_name_or_path"))
     for name, key in keys:
         try:
-            data = jsonfmt.loads_object((folder / name).read_bytes())
+            data = jsonfmt.loads_object(read_limited(folder / name, JSON_LIMIT) or b"")
         except (OSError, ValueError):
             continue
         value = data.get(key)
         if isinstance(value, str) and value.strip():
             found.append((value.strip(), f"{label}{name}"))
     try:
-        card = (folder / "README.md").read_text("utf-8")
+        card = (read_limited(folder / "README.md", JSON_LIMIT) or b"").decode("utf-8")
     except (OSError, UnicodeDecodeError):
         card = ""
     value = _front_matter_base(card)
