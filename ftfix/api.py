@@ -22,6 +22,7 @@ from .findings import Severity
 from .io import jsonfmt
 from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
 from .io.gguf import is_gguf_path
+from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -34,18 +35,23 @@ PathLike = str | os.PathLike[str]
 
 
 def _open(path: PathLike, *, role: str, writer: bool = False) -> Checkpoint:
-    """Open a checkpoint after rolling back whatever an interrupted ftfix run left in it.
+    """Open a checkpoint; a `writer` first rolls back what an interrupted ftfix run left in it.
 
-    A `writer` (repair, undo) fails at once with `LockedError` when another process is writing
-    to the folder; readers go on. Files that cannot be read do not stop the run: the checkpoint
-    lists them in `problems` (the file rules report them, the rules that need them are skipped).
+    Only the fine-tuned checkpoint of a `repair` or `undo` (`writer`) is ever recovered, and only
+    from a journal this user's ftfix wrote in that folder; readers (`check`, `--dry-run`, the
+    base) never act on a journal (FTX920 reports an unfinished one). A `writer` fails at once
+    with `LockedError` when another process is writing to the folder. Files that cannot be read
+    do not stop the run: the checkpoint lists them in `problems` (the file rules report them,
+    the rules that need them are skipped).
     """
     folder = resolve_path(path, role=role)
-    write.recover(folder, writer=writer)
+    writer = writer and role == "finetuned"
+    if writer:
+        write.recover(folder, writer=True)
     display = os.fspath(path)
     ckpt = Checkpoint.open(folder, role=role, display=display)
-    if ckpt.root != folder and write.recover(ckpt.root, writer=writer):  # a trainer root's
-        ckpt = Checkpoint.open(folder, role=role, display=display)  # newest checkpoint-N
+    if writer and ckpt.root != folder and write.recover(ckpt.root, writer=True):  # a trainer
+        ckpt = Checkpoint.open(folder, role=role, display=display)  # root's newest checkpoint
     return ckpt
 
 
@@ -87,14 +93,14 @@ def _declared_in(folder: Path, label: str) -> list[tuple[str, str]]:
     keys = (("adapter_config.json", "base_model_name_or_path"), ("config.json", "_name_or_path"))
     for name, key in keys:
         try:
-            data = jsonfmt.loads_object((folder / name).read_bytes())
+            data = jsonfmt.loads_object(read_limited(folder / name, JSON_LIMIT) or b"")
         except (OSError, ValueError):
             continue
         value = data.get(key)
         if isinstance(value, str) and value.strip():
             found.append((value.strip(), f"{label}{name}"))
     try:
-        card = (folder / "README.md").read_text("utf-8")
+        card = (read_limited(folder / "README.md", JSON_LIMIT) or b"").decode("utf-8")
     except (OSError, UnicodeDecodeError):
         card = ""
     value = _front_matter_base(card)
@@ -182,7 +188,8 @@ def _options(
     path = Path(text)
     if path.is_file():
         try:
-            return Options(template=path.read_text("utf-8"), init=init, base_id=base_id)
+            data = read_limited(path, TEMPLATE_LIMIT) or b""
+            return Options(template=data.decode("utf-8"), init=init, base_id=base_id)
         except (OSError, UnicodeDecodeError) as exc:
             raise InvalidCheckpointError(path, f"cannot read template: {exc}") from exc
     if "{{" not in text and "{%" not in text:
@@ -382,6 +389,7 @@ def repair(
     root = target.root
     if output is not None:
         root = Path(os.fspath(output))
+        _check_output(root, found.checkpoint, target)
         tensor_files = sorted({t.path for t in plan.tensor_edits})
         write.copy_tree_for_output(target.root, root, copy=tensor_files)
         report.output = os.fspath(output)
@@ -400,6 +408,22 @@ def repair(
                 f"{finding.code} fix did not hold: {finding.path or root} still has the problem"
             )
     return report
+
+
+def _check_output(out: Path, source: Checkpoint | None, target: Checkpoint) -> None:
+    """Refuse an output folder inside (or equal to) the fine-tune or the base."""
+    real = out.resolve()
+    for ckpt, what in ((target, "the fine-tuned checkpoint"), (source, "the base")):
+        if ckpt is None:
+            continue
+        inside = ckpt.root.resolve()
+        if real == inside or inside in real.parents:
+            raise UsageError(
+                out,
+                f"the output folder is inside {what} ({ckpt.root}); the copy would copy itself "
+                "or write where -o promises not to",
+                hint="pick an output folder outside both checkpoints",
+            )
 
 
 def undo(finetuned: PathLike) -> list[str]:

@@ -10,7 +10,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .errors import FtfixError
+from .errors import FtfixError, is_panic
 from .io.checkpoint import _checkpoint_dirs, _classify
 from .report import Report
 
@@ -63,6 +63,13 @@ def _one(
         return BatchResult(target, error=str(exc))
     except OSError as exc:
         return BatchResult(target, error=f"{exc.filename or target}: {exc.strerror or exc}")
+    except BaseException as exc:
+        # One bad checkpoint never stops the batch: anything it raises (a Rust panic included,
+        # which is no Exception) is its result, as text, so a process pool can pickle it.
+        if not isinstance(exc, Exception) and not is_panic(exc):
+            raise
+        logger.debug("%s failed", target, exc_info=True)
+        return BatchResult(target, error=f"{target}: internal error: {type(exc).__name__}: {exc}")
 
 
 def run_many(

@@ -5,15 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import __version__, api, registry, write
+from . import __version__, api, registry
 from .batch import expand_targets, run_many
-from .errors import FtfixError, UsageError
+from .errors import FtfixError, UsageError, is_panic
 from .report import Report
 
 __all__ = ["main", "run"]
@@ -211,9 +210,6 @@ def _cmd_repair(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from .verify import verify
 
-    for folder in (args.base, args.finetuned):  # like every command: roll back a crashed repair
-        if os.path.isdir(folder):
-            write.recover(folder)
     report = verify(
         args.base,
         args.finetuned,
@@ -294,7 +290,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ftfix: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Exception:
+    except BaseException as exc:
+        if not isinstance(exc, Exception) and not is_panic(exc):
+            raise
         traceback.print_exc()
         print("ftfix: internal error; please report it with the traceback above", file=sys.stderr)
         return EXIT_ERROR

@@ -17,8 +17,10 @@ __all__ = [
     "StaleEditError",
     "UnknownCodeError",
     "UnsafePathError",
+    "UntrustedJournalError",
     "UsageError",
     "WriteFailedError",
+    "is_panic",
 ]
 
 
@@ -49,9 +51,11 @@ class FtfixError(Exception):
         super().__init__(self._text())
 
     def _text(self) -> str:
-        text = f"{self.path}: {self.reason}"
+        # One line each, whatever the folder is called: a newline (or any control character)
+        # in a path or reason is shown escaped, never printed raw.
+        text = f"{_one_line(self.path)}: {_one_line(self.reason)}"
         if self.hint:
-            text += f"\nhint: {self.hint}"
+            text += f"\nhint: {_one_line(self.hint)}"
         return text
 
     def __str__(self) -> str:
@@ -64,6 +68,21 @@ class FtfixError(Exception):
 
 def _rebuild_error(cls: type[FtfixError], path: str, reason: str, hint: str | None) -> FtfixError:
     return cls(path, reason, hint=hint)
+
+
+def _one_line(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def is_panic(exc: BaseException) -> bool:
+    """Whether `exc` is a Rust panic raised through a PyO3 extension (tokenizers, safetensors).
+
+    PyO3's `PanicException` derives from `BaseException`, so `except Exception` misses it; on
+    bad data it means "this file is damaged", like any parse error.
+    """
+    return type(exc).__name__ == "PanicException"
 
 
 class CheckpointNotFoundError(FtfixError, FileNotFoundError):
@@ -116,7 +135,7 @@ class WriteFailedError(FtfixError, OSError):
     """Writing a repair failed (disk full, read-only folder, I/O error).
 
     The checkpoint was rolled back to its state before the repair; when even that failed, the
-    message says so and the next ftfix command against the folder rolls it back.
+    message says so and the next `ftfix repair` or `ftfix undo` of the folder rolls it back.
     """
 
     default_hint = "check free disk space and that the folder is writable, then run again"
@@ -137,3 +156,12 @@ class RecoveryError(FtfixError, RuntimeError):
     """An interrupted repair left a journal that cannot be rolled back automatically."""
 
     default_hint = "restore the files by hand from the backup folder named above"
+
+
+class UntrustedJournalError(RecoveryError):
+    """A `.ftfix/` journal that this user's ftfix did not write in this folder; never acted on."""
+
+    default_hint = (
+        "if the folder came with its .ftfix/ (downloaded, cloned, unpacked, copied), delete "
+        ".ftfix/ and run again; nothing was changed"
+    )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .analysis.context import Context, InputMissing, Need, Options
 from .analysis.gguf import GGUFContext, apply_to_prefix, splice_between, staged_metadata
-from .errors import InvalidCheckpointError
+from .errors import InvalidCheckpointError, is_panic
 from .findings import (
     Applicability,
     FileEdit,
@@ -153,7 +153,11 @@ def build(
                 why = "it cannot be read (reported above)"
             plan.skipped_rules.append(RuleSkip(fixer.code, fixer.name, rel, why))
             continue
-        except Exception as exc:  # one broken rule must not hide what the others find
+        except BaseException as exc:  # one broken rule must not hide what the others find
+            # A Rust panic (PyO3's PanicException) is a BaseException: caught too; interrupts
+            # and exits go through.
+            if not isinstance(exc, Exception) and not is_panic(exc):
+                raise
             logger.debug("rule %s raised", fixer.code, exc_info=True)
             message = _one_line(f"{type(exc).__name__}: {exc}")
             plan.failures.append(

@@ -146,7 +146,7 @@ def _state_dir_file(base: Path, ft: Path, scratch: Path) -> Path:
     return ft / STATE_DIR
 
 
-def _journal(entry_path: str, *, damage: bool = False):
+def _journal(entry_path: str, *, damage: bool = False, sealed: bool = False):
     def breaks(base: Path, ft: Path, scratch: Path) -> Path:
         folder = ft / STATE_DIR / BACKUPS / "20250101T000000000000Z-abcdef"
         folder.mkdir(parents=True)
@@ -165,9 +165,13 @@ def _journal(entry_path: str, *, damage: bool = False):
             ],
             "tensors": [],
         }
+        if sealed:  # as this user's ftfix would have: only the path inside it is hostile
+            from ftfix.write.trust import seal
+
+            seal(journal, ft, folder)
         data = b'{"format": 2, "state": "pend' if damage else json.dumps(journal).encode()
         (folder / MANIFEST).write_bytes(data)
-        return folder / MANIFEST if damage else ft
+        return folder / MANIFEST if damage or not sealed else ft
 
     return breaks
 
@@ -459,10 +463,32 @@ CASES = [
         "outside the checkpoint",
         repair_only=True,
     ),
-    Case("state-dir-symlink", _state_dir_symlink, "is a symlink"),
-    Case("state-dir-is-a-file", _state_dir_file, "is a file, not ftfix's state folder"),
-    Case("journal-damaged", _journal("config.json", damage=True), "journal of an earlier repair"),
-    Case("journal-path-outside", _journal("../outside.json"), "outside the checkpoint"),
+    # `check` never acts on .ftfix/ (FTX920 reports an unfinished journal): writers refuse these.
+    Case("state-dir-symlink", _state_dir_symlink, "is a symlink", repair_only=True),
+    Case(
+        "state-dir-is-a-file",
+        _state_dir_file,
+        "is a file, not ftfix's state folder",
+        repair_only=True,
+    ),
+    Case(
+        "journal-damaged",
+        _journal("config.json", damage=True),
+        "journal of an earlier repair",
+        repair_only=True,
+    ),
+    Case(
+        "journal-not-sealed",
+        _journal("config.json"),
+        "ftfix did not write here",
+        repair_only=True,
+    ),
+    Case(
+        "journal-path-outside",
+        _journal("../outside.json", sealed=True),
+        "outside the checkpoint",
+        repair_only=True,
+    ),
 ]
 
 

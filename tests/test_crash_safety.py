@@ -8,8 +8,9 @@ all-zero rows of added tokens.
 The fault-injection test kills real repairs with SIGKILL between every two steps of the commit
 (`FTFIX_TEST_PAUSE`, read only by `ftfix.write` and only for tests, sleeps between steps, and each
 step is logged, so a kill can be aimed at any of them) and also at timed instants; after each
-kill the next ftfix command recovers, and the folder must equal either the original or the fully
-repaired state, file by file. The other tests inject failures in-process.
+kill the next writing ftfix command (repair, undo) recovers (`check` only reports it), and the
+folder must equal either the original or the fully repaired state, file by file. The other
+tests inject failures in-process.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ from ftfix.write import BACKUPS, MANIFEST, STATE_DIR
 
 RULES = "FTX001,FTX101,FTX102"
 REPAIR = ["repair", "--unsafe-fixes", "--select", RULES]
-CHECK = ["--select", RULES]
+CHECK = ["--select", RULES + ",FTX920"]  # FTX920: check reports what a kill left
+# A writer that changes nothing itself: it rolls back what a killed repair left (FTX920 has no fix).
+RECOVER = ["repair", "--select", "FTX920"]
 TENSORS = ("model.embed_tokens.weight", "lm_head.weight")
 ZERO_ROWS = (98, 99, 100, 101, 102)  # added tokens whose rows were never trained
 PAUSE = 0.003
@@ -270,9 +273,12 @@ def _classify(folder: Path, original: dict[str, str], original_rows: dict[str, b
 def _recover_and_verify(
     trial: Trial, n: int, base: Path, original_full: dict[str, str], repaired: dict[str, str]
 ) -> None:
-    """The next command recovers; the folder is then the original or the repaired state."""
+    """The next writer recovers; the folder is then the original or the repaired state.
+
+    `check` and `--dry-run` first: they report an unfinished journal and change nothing.
+    """
     ft = trial.folder
-    commands = ["check", "repair --dry-run", "undo"] * 6 + ["python -m ftfix check"]
+    commands = ["check", "repair --dry-run", "undo"] * 6 + ["python -m ftfix repair"]
     command = commands[n % len(commands)]
     where = f"{trial.describe()}: left {trial.left}; then {command}"
     original = {k: v for k, v in original_full.items() if not k.startswith(STATE_DIR + "/")}
@@ -284,7 +290,7 @@ def _recover_and_verify(
             return
     elif command.startswith("python"):
         out = subprocess.run(
-            [sys.executable, "-m", "ftfix", "check", *CHECK, str(base), str(ft)],
+            [sys.executable, "-m", "ftfix", *RECOVER, str(base), str(ft)],
             capture_output=True, text=True,
         )  # fmt: skip
         assert out.returncode in (0, 1), where + out.stderr
@@ -292,7 +298,11 @@ def _recover_and_verify(
             assert "ftfix: WARNING: " in out.stderr, where + out.stderr
             assert "rolled back an interrupted repair" in out.stderr, where + out.stderr
     else:
-        assert main([*command.split(), *CHECK, str(base), str(ft)]) in (0, 1), where
+        left = tree_digest(ft)
+        code = main([*command.split(), *CHECK, str(base), str(ft)])
+        assert code in (0, 1) and tree_digest(ft) == left, where  # readers never act on it
+        assert code == 1 or not trial.left.startswith("pending"), where
+        assert main([*RECOVER, str(base), str(ft)]) == 0, where
     assert not _tmp_files(ft), where
     assert all(j["state"] == "complete" for j in _journals(ft)), where
     state = _content(ft)
@@ -456,7 +466,10 @@ def test_a_crash_at_every_step_is_rolled_back(pristine, case, monkeypatch, tmp_p
         elif command == "undo":
             assert main(["undo", str(ft)]) == 2, where  # rolled back; nothing left to undo
         else:
+            left = tree_digest(ft)
             assert main([*command.split(), *CHECK, str(pristine[0]), str(ft)]) == 1, where
+            assert tree_digest(ft) == left, where  # readers never act on a journal
+            assert main([*RECOVER, str(pristine[0]), str(ft)]) == 0, where
         assert tree_digest(ft) == original, where
 
 
@@ -671,10 +684,12 @@ def test_rollback_failing_too_leaves_a_journal_the_next_run_rolls_back(
     monkeypatch.setattr(os, "fsync", failing)
     with pytest.raises(WriteFailedError, match="rolling it back failed too") as info:
         write.commit(ft, files, tensors)
-    assert "run any ftfix command" in str(info.value)
+    assert "run `ftfix repair` or `ftfix undo`" in str(info.value)
     assert [j["state"] for j in _journals(ft)] == ["pending"]
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert main(["check", *CHECK, str(pristine[0]), str(ft)]) == 1
+    assert [j["state"] for j in _journals(ft)] == ["pending"]  # check reports, never acts
+    assert main([*RECOVER, str(pristine[0]), str(ft)]) == 0
     assert "rolled back an interrupted repair" in caplog.text
     assert tree_digest(ft) == before
 

@@ -147,6 +147,8 @@ FAMILIES = {
     "FTX91": "files",
     "FTX3": "adapters",
     "FTX5": "gguf",
+    "FTX92": "folder",  # issue 19
+    "FTX93": "folder",
 }
 
 

@@ -132,7 +132,7 @@ def token_vocabulary(ckpt: Checkpoint) -> dict[str, int | None]:
     if isinstance(decoder, dict):
         for key, value in decoder.items():
             text = token_text(value)
-            if text is not None and str(key).isdigit():
+            if text is not None and str(key).isascii() and str(key).isdigit():
                 found.setdefault(text, int(key))
     for text, token_id in (ckpt.json("added_tokens.json") or {}).items():
         if isinstance(token_id, int) and not isinstance(token_id, bool):

@@ -115,7 +115,8 @@ class Breakage:
     """Why a template cannot be used.
 
     Args:
-        kind (`str`): `syntax`, `security`, `timeout`, `too-large` or `fails-everywhere`.
+        kind (`str`): `syntax`, `security`, `timeout`, `too-large`, `fails-everywhere` or
+            `constant` (the same text, maybe empty, for every conversation).
         error (`TemplateRenderError`): the first error of that kind.
         probe (`str`, *optional*): the probe conversation it happened on.
     """
@@ -136,6 +137,8 @@ class Breakage:
             return f"ran out of time{on} and was stopped: {message}"
         if self.kind == "too-large":
             return f"was stopped{on} for producing too much output: {message}"
+        if self.kind == "constant":
+            return f"ignores the conversation: {message}"
         return f"fails on every probe conversation: {self.error.kind}: {message}"
 
 
@@ -159,6 +162,23 @@ def breakage(renders: TemplateRenders, *, every_probe_counts: bool = True) -> Br
         first = renders.first_error()
         if first is not None:
             return Breakage("fails-everywhere", first)
+    texts = {
+        result
+        for probe in renders.probes
+        for result in (probe.plain, probe.with_prompt)
+        if isinstance(result, str)
+    }
+    if every_probe_counts and len(renders.by_name()) >= 2 and len(texts) == 1:
+        # An empty chat_template.jinja, a Git LFS pointer, constant text: transformers renders
+        # the same string (often '') for every chat, so the model is prompted with nothing.
+        text = next(iter(texts))
+        shown = repr(text[:60]) + ("..." if len(text) > 60 else "")
+        return Breakage(
+            "constant",
+            TemplateRenderError(
+                "error", f"every probe conversation renders as the same text {shown}"
+            ),
+        )
     return None
 
 

@@ -197,7 +197,7 @@ def _added_tokens(ckpt: Checkpoint) -> tuple[dict[str, int], str | None]:
         added = {}
         for key, value in decoder.items():
             content = value.get("content") if isinstance(value, dict) else None
-            if isinstance(content, str) and str(key).isdigit():
+            if isinstance(content, str) and str(key).isascii() and str(key).isdigit():
                 added[content] = int(key)
         return added, f'{TOKENIZER_CONFIG}["added_tokens_decoder"]'
     legacy = ckpt.json(ADDED_TOKENS_FILE)

@@ -10,7 +10,7 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from .. import api
-from ..errors import FtfixError
+from ..errors import FtfixError, is_panic
 from ..report import Report
 
 __all__ = ["RepairCallback"]
@@ -58,7 +58,9 @@ class RepairCallback(TrainerCallback):
             self.errors[str(folder)] = str(exc)
             logger.error("ftfix: %s", exc)
             return
-        except Exception as exc:  # never crash a training run for a post-processing step
+        except BaseException as exc:  # never crash a training run for a post-processing step
+            if not isinstance(exc, Exception) and not is_panic(exc):
+                raise  # Ctrl-C and exits still stop the run
             self.errors[str(folder)] = f"{type(exc).__name__}: {exc}"
             logger.exception("ftfix failed on %s", folder)
             return

@@ -12,8 +12,13 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CheckpointNotFoundError, InvalidCheckpointError, UnsafePathError
+from ..errors import (
+    CheckpointNotFoundError,
+    InvalidCheckpointError,
+    UnsafePathError,
+)
 from . import jsonfmt
+from .limits import limit_for, read_limited
 from .problems import FileProblem, ProblemKind, is_lfs_pointer, lfs_pointer
 from .safetensors import SafetensorsFile
 from .tokenizer import TokenizerView, open_tokenizer
@@ -163,9 +168,12 @@ def _cached_snapshot(repo_id: str) -> Path | None:
 
 def _checkpoint_dirs(folder: Path) -> list[tuple[int, Path]]:
     found = []
+    real = folder.resolve()
     for child in folder.iterdir():
         match = _CHECKPOINT_DIR.match(child.name)
-        if match and child.is_dir():
+        # A checkpoint-N symlinked out of the folder the user named is not followed: a repair
+        # would write there (issue 19).
+        if match and child.is_dir() and real in child.resolve().parents:
             found.append((int(match.group(1)), child))
     return sorted(found)
 
@@ -410,7 +418,8 @@ class Checkpoint:
         if rel not in self._disk:
             path = self._safe_path(rel)
             try:
-                self._disk[rel] = path.read_bytes() if path.is_file() else None
+                # Bounded (io/limits.py): a "small" file in a downloaded folder may be huge.
+                self._disk[rel] = read_limited(path, limit_for(rel))
             except OSError as exc:
                 raise InvalidCheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         data = self._disk[rel]

@@ -17,6 +17,14 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"invalid JSON constant {name}")
 
 
+def _finite_float(text: str) -> float:
+    # 1e400 parses to inf, which no config means and which breaks arithmetic downstream.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def loads_object(data: bytes) -> dict[str, Any]:
     """Parse `data` as a JSON object (UTF-8, optional BOM), keeping key order.
 
@@ -28,11 +36,15 @@ def loads_object(data: bytes) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 text (byte {exc.start})") from exc
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise ValueError(
             f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from exc
+    except RecursionError as exc:
+        raise ValueError("invalid JSON: nested too deeply") from exc
+    except ValueError as exc:  # an integer of more than 4,300 digits, a float like 1e400
+        raise ValueError(f"invalid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise ValueError(f"expected a JSON object, found {type(value).__name__}")
     return value

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from .limits import read_limited
+
 __all__ = ["FileProblem", "ProblemKind", "human_size", "lfs_pointer"]
 
 LFS_SPEC = b"version https://git-lfs.github.com/spec/"
@@ -66,13 +68,13 @@ def human_size(size: int) -> str:
 def lfs_pointer(path: Path) -> FileProblem | None:
     """The problem of `path` when it is a Git LFS pointer file, else `None` (reads <= 1 KiB)."""
     try:
-        size = path.stat().st_size
-        if size > _LFS_MAX:
-            return None
-        with open(path, "rb") as handle:
-            head = handle.read(_LFS_MAX)
-    except OSError:
+        # Bounded and non-blocking (a FIFO under a file's name must not hang the run).
+        head = read_limited(path, _LFS_MAX)
+    except (OSError, ValueError):  # unreadable, or larger than any pointer
         return None
+    if head is None:
+        return None
+    size = len(head)
     if not head.startswith(LFS_SPEC):
         return None
     match = _LFS_SIZE.search(head)

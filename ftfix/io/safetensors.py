@@ -154,7 +154,9 @@ class SafetensorsFile:
             raise InvalidCheckpointError(path, f"cannot read: {exc.strerror or exc}") from exc
         try:
             header = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            # ValueError: bad JSON, or an integer of more than 4,300 digits; RecursionError:
+            # nesting 100,000 deep.
             raise InvalidCheckpointError(
                 path, "safetensors header is not valid JSON", hint=hint
             ) from exc
@@ -272,6 +274,25 @@ def _parse_header(
             raise InvalidCheckpointError(
                 path, f"tensors {prev!r} and {name!r} overlap in the data buffer", hint=hint
             )
+    # safetensors itself (and so transformers) refuses a buffer the tensors do not cover
+    # exactly, from its first byte to the end of the file ("MetadataIncompleteBuffer").
+    covered = data_start
+    for start, end, name in spans:
+        if start > covered:
+            raise InvalidCheckpointError(
+                path,
+                f"{start - covered} unused bytes before the data of tensor {name!r}: "
+                "safetensors refuses the file (incomplete metadata)",
+                hint=hint,
+            )
+        covered = max(covered, end)
+    if covered != size:
+        raise InvalidCheckpointError(
+            path,
+            f"{size - covered} bytes after the last tensor's data: safetensors refuses the file "
+            "(incomplete metadata)",
+            hint=hint,
+        )
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 

@@ -1,8 +1,9 @@
 """The rules, one module each, grouped in folders by code family.
 
 `templates/` FTX00x-01x, `tokenizer/` FTX02x, `weights/` FTX1xx, `stops/` FTX2xx, `adapters/`
-FTX3xx, `gguf/` FTX5xx (GGUF files), `files/` FTX900-919. Importing a family registers its rules;
-adding a rule is one module and one line in its family's `__init__`.
+FTX3xx, `gguf/` FTX5xx (GGUF files), `files/` FTX900-919 (unreadable files), `folder/`
+FTX920-939 (folders transformers cannot load). Importing a family registers its rules; adding a
+rule is one module and one line in its family's `__init__`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from . import (  # one family a line: branches that add families merge cleanly
     adapters,
     files,
+    folder,
     gguf,
     stops,
     templates,
@@ -20,6 +22,7 @@ from . import (  # one family a line: branches that add families merge cleanly
 __all__ = [
     "adapters",
     "files",
+    "folder",
     "gguf",
     "stops",
     "templates",

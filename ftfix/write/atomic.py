@@ -16,12 +16,13 @@ from ..errors import (
     UnsafePathError,
 )
 from ..findings import sha256_hex
+from ..io.limits import TOKENIZER_LIMIT, read_limited
+from ..io.state import BACKUPS as BACKUPS
+from ..io.state import MANIFEST as MANIFEST
+from ..io.state import STATE_DIR as STATE_DIR
 
 logger = logging.getLogger(__name__)
 
-STATE_DIR = ".ftfix"
-BACKUPS = "backups"
-MANIFEST = "manifest.json"
 LOCK = "lock"
 JOURNAL_FORMAT = 2
 PENDING, COMPLETE, UNDOING = "pending", "complete", "undoing"
@@ -147,11 +148,7 @@ def _replace_via_temp(path: Path, write: Callable[[int], None], step: str) -> No
     The mode of a replaced regular file is kept (a symlink is replaced, not followed); the temp
     file is removed whatever happens.
     """
-    mode = 0o644
-    with contextlib.suppress(FileNotFoundError):
-        info = os.lstat(path)
-        if stat.S_ISREG(info.st_mode):
-            mode = stat.S_IMODE(info.st_mode)
+    mode = _kept_mode(path)
     tmp = _tmp_path(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -168,6 +165,19 @@ def _replace_via_temp(path: Path, write: Callable[[int], None], step: str) -> No
             os.unlink(tmp)
 
 
+def _kept_mode(path: Path, default: int = 0o644) -> int:
+    """The permission bits a replacement of `path` keeps (0o777 bits only).
+
+    Those of the file, or of the file a symlink there points to (a 0600 cache blob must not
+    become a 0644 copy); never setuid, setgid or sticky.
+    """
+    with contextlib.suppress(OSError):
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            return info.st_mode & 0o777
+    return default
+
+
 def _replace_with_symlink(path: Path, target: str) -> None:
     tmp = _tmp_path(path)
     try:
@@ -180,4 +190,5 @@ def _replace_with_symlink(path: Path, target: str) -> None:
 
 
 def _file_sha(path: Path) -> str | None:
-    return sha256_hex(path.read_bytes()) if path.is_file() else None
+    data = read_limited(path, TOKENIZER_LIMIT)
+    return None if data is None else sha256_hex(data)

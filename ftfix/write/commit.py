@@ -15,7 +15,6 @@ from ..findings import FileEdit, SpliceEdit, TensorEdit, TensorRowsEdit
 from .atomic import (
     BACKUPS,
     COMPLETE,
-    MANIFEST,
     STATE_DIR,
     _inside,
     _step,
@@ -26,10 +25,10 @@ from .journal import (
     _check_fresh,
     _check_space,
     _discard,
-    _json_bytes,
     _set_state,
     _split,
     _stamp,
+    _write_journal,
 )
 from .lock import locked
 from .recovery import _do_restore, _plan_restore, _recover_locked
@@ -112,7 +111,7 @@ def commit(
                     apply_splice(_inside(root, splice.path), splice)
                     result.written.append(splice.path)
                     logger.info("spliced %d bytes into %s", len(splice.after), splice.path)
-                _set_state(folder, journal, COMPLETE)  # the commit point
+                _set_state(root, folder, journal, COMPLETE)  # the commit point
             except BaseException as exc:
                 _rollback_after_failure(root, folder, journal, exc)
                 raise
@@ -158,7 +157,7 @@ def _apply(
         journal["resized"][index].update(
             before_sha256=grown.before_sha256, after_sha256=grown.after_sha256
         )
-        atomic_write(folder / MANIFEST, _json_bytes(journal))
+        _write_journal(root, folder, journal)
         if rel not in result.written:
             result.written.append(rel)
         logger.info("grew %s in %s", ", ".join(growth.inserts), rel)
@@ -184,8 +183,8 @@ def _rollback_after_failure(
             getattr(exc, "filename", None) or root,
             f"cannot write: {getattr(exc, 'strerror', None) or exc}; the repair stopped "
             f"part-way and rolling it back failed too ({second})",
-            hint=f"fix the cause, then run any ftfix command on {root}: it rolls the repair "
-            f"back from {folder}",
+            hint=f"fix the cause, then run `ftfix repair` or `ftfix undo` on {root}: it rolls "
+            f"the repair back from {folder}",
             errno=getattr(exc, "errno", None),
         ) from exc
     logger.warning("%s: write failed; rolled back %s", root, ", ".join(restored) or "nothing")

@@ -18,8 +18,10 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import (
+    InvalidCheckpointError,
     RecoveryError,
     StaleEditError,
+    UntrustedJournalError,
     WriteFailedError,
 )
 from ..findings import (
@@ -30,6 +32,7 @@ from ..findings import (
     TensorRowsEdit,
     sha256_hex,
 )
+from ..io.limits import JOURNAL_LIMIT, TOKENIZER_LIMIT, read_limited
 from ..io.safetensors import SafetensorsFile
 from .atomic import (
     _BLOCK,
@@ -47,6 +50,7 @@ from .atomic import (
 )
 from .spliced import range_sha256, splice_entry
 from .streamed import GrownShard, _Growth, shard_header_sha256
+from .trust import seal, seal_problem
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +94,13 @@ def _check_fresh(
             )
     for edit in edits:
         path = _inside(root, edit.path)
-        current = path.read_bytes() if path.is_file() else None
+        if os.path.isdir(path):
+            raise InvalidCheckpointError(
+                path,
+                "is a folder where the repair must write a file; nothing was written",
+                hint="move the folder away (a file of that name belongs there), then run again",
+            )
+        current = read_limited(path, TOKENIZER_LIMIT)
         if current != edit.before:
             raise StaleEditError(
                 path,
@@ -181,7 +191,8 @@ def _begin(
             "after_sha256": sha256_hex(edit.after),
             "backup": None,
             "symlink": os.readlink(path) if info and stat.S_ISLNK(info.st_mode) else None,
-            "mode": stat.S_IMODE(info.st_mode) if info and stat.S_ISREG(info.st_mode) else None,
+            # Permission bits only: a restore never sets setuid, setgid or sticky bits.
+            "mode": info.st_mode & 0o777 if info and stat.S_ISREG(info.st_mode) else None,
         }
         if edit.before is not None:
             entry["backup"] = f"files/{index}"
@@ -243,7 +254,7 @@ def _begin(
         "resized": resized,
         "spliced": spliced,
     }
-    atomic_write(folder / MANIFEST, _json_bytes(journal))
+    _write_journal(root, folder, journal)
     for durable in (folder, folder.parent, state, root):
         _fsync_dir(durable)
     logger.info("journal %s written (%s)", folder.name, PENDING)
@@ -251,9 +262,15 @@ def _begin(
     return journal
 
 
-def _set_state(folder: Path, journal: dict[str, Any], state: str) -> None:
-    journal["state"] = state
+def _write_journal(root: Path, folder: Path, journal: dict[str, Any]) -> None:
+    """Seal the journal to this folder and this user's key, and write it atomically."""
+    seal(journal, root, folder)
     atomic_write(folder / MANIFEST, _json_bytes(journal))
+
+
+def _set_state(root: Path, folder: Path, journal: dict[str, Any], state: str) -> None:
+    journal["state"] = state
+    _write_journal(root, folder, journal)
     logger.info("journal %s is %s", folder.name, state)
 
 
@@ -286,14 +303,17 @@ def _valid_entry(entry: Any, key: str) -> bool:
     if entry.get("symlink") is not None and not isinstance(entry["symlink"], str):
         return False
     if key == "files":
-        return _is_sha(entry.get("before_sha256"), optional=True) and _is_sha(
-            entry.get("after_sha256")
+        mode = entry.get("mode")
+        return (
+            (mode is None or (type(mode) is int and 0 <= mode <= 0o777))
+            and _is_sha(entry.get("before_sha256"), optional=True)
+            and _is_sha(entry.get("after_sha256"))
         )
     if key == "tensors":
         return (
             isinstance(entry.get("tensor"), str)
             and isinstance(entry.get("rows"), list)
-            and all(type(r) is int for r in entry["rows"])
+            and all(type(r) is int and 0 <= r < 2**40 for r in entry["rows"])
             and isinstance(backup, str)
             and _is_sha(entry.get("before_sha256"))
             and _is_sha(entry.get("after_sha256"))
@@ -321,13 +341,59 @@ def _valid_entry(entry: Any, key: str) -> bool:
         and all(_is_sha(entry.get(k)) for k in ("grown_header_sha256", "inserted_sha256"))
         and _is_sha(entry.get("header_sha256"))
         and type(entry.get("size")) is int
+        and entry["size"] >= 0
         and all(_is_sha(entry.get(k), optional=True) for k in ("before_sha256", "after_sha256"))
     )
 
 
-def _load_journal(folder: Path) -> dict[str, Any]:
-    """Read and validate a journal; a damaged one is a `RecoveryError`, never guessed at."""
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    """The manifest of `folder` as JSON (no symlink, bounded size); not yet trusted."""
     path = folder / MANIFEST
+    try:
+        info = os.lstat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise UntrustedJournalError(
+                path, "is not a regular file; ftfix never acts on such a journal"
+            )
+        data = read_limited(path, JOURNAL_LIMIT, follow_symlinks=False)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "no manifest", str(path))
+        journal = json.loads(data.decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError, InvalidCheckpointError) as exc:
+        if isinstance(exc, UntrustedJournalError):
+            raise
+        raise RecoveryError(
+            path,
+            f"journal of an earlier repair is damaged ({str(exc)[:200]})",
+            hint=f"restore the files it lists by hand from {folder}, then delete that folder",
+        ) from exc
+    if not isinstance(journal, dict):
+        raise RecoveryError(path, "journal of an earlier repair is damaged (not an object)")
+    return journal
+
+
+def _trust_problem(root: Path, folder: Path, journal: dict[str, Any]) -> str | None:
+    """Why the journal must not be acted on, or `None` (see `trust`)."""
+    info = os.lstat(folder / MANIFEST)
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        return "its manifest belongs to another user"
+    return seal_problem(journal, root, folder)
+
+
+def _load_journal(root: Path, folder: Path) -> dict[str, Any]:
+    """Read, authenticate and validate a journal; never guess at a damaged or foreign one.
+
+    Raises:
+        `UntrustedJournalError`: this user's ftfix did not write it in this folder.
+        `RecoveryError`: it is damaged.
+    """
+    path = folder / MANIFEST
+    journal = _read_manifest(folder)
+    problem = _trust_problem(root, folder, journal)
+    if problem is not None:
+        raise UntrustedJournalError(
+            path, f"refusing to act on a repair journal ftfix did not write here: {problem}"
+        )
 
     def damaged(what: str) -> RecoveryError:
         return RecoveryError(
@@ -336,11 +402,7 @@ def _load_journal(folder: Path) -> dict[str, Any]:
             hint=f"restore the files it lists by hand from {folder}, then delete that folder",
         )
 
-    try:
-        journal = json.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise damaged(str(exc)) from exc
-    if not isinstance(journal, dict) or journal.get("format") not in (1, JOURNAL_FORMAT):
+    if journal.get("format") not in (1, JOURNAL_FORMAT):
         raise damaged("unknown format")
     if journal.get("state") not in (PENDING, COMPLETE, UNDOING):
         raise damaged(f"unknown state {journal.get('state')!r}")
@@ -355,10 +417,36 @@ def _load_journal(folder: Path) -> dict[str, Any]:
     return journal
 
 
+_BACKUP_LIMIT = 4 * 1024 * 1024 * 1024
+
+
+def backup_path(folder: Path, entry: dict[str, Any]) -> Path:
+    """The backup file of a journal entry: a regular file in a real sub-folder of `folder`.
+
+    Raises:
+        `UntrustedJournalError`: the backup, or its folder, is a symlink or not a regular file.
+    """
+    rel = str(entry["backup"])
+    if not _BACKUP_NAME.match(rel):
+        raise UntrustedJournalError(folder / rel, "is not a backup name ftfix writes")
+    kind, name = rel.split("/")
+    for path, want in ((folder / kind, stat.S_ISDIR), (folder / kind / name, stat.S_ISREG)):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError as exc:
+            raise RecoveryError(path, "backup is missing") from exc
+        if not want(mode):
+            raise UntrustedJournalError(
+                path, "is a symlink or not what ftfix wrote there; refusing to use it as a backup"
+            )
+    return folder / kind / name
+
+
 def _backup_bytes(folder: Path, entry: dict[str, Any], *, key: str = "before_sha256") -> bytes:
     """The backed-up original bytes of an entry, checked against the journal's sha256."""
-    data = (folder / str(entry["backup"])).read_bytes()
-    if sha256_hex(data) != entry[key]:
+    path = backup_path(folder, entry)
+    data = read_limited(path, _BACKUP_LIMIT, follow_symlinks=False)
+    if data is None or sha256_hex(data) != entry[key]:
         raise RecoveryError(
             folder / str(entry["backup"]),
             f"backup of {entry['path']} does not match the journal's sha256",

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from .atomic import STATE_DIR, _is_tmp
+from .atomic import STATE_DIR, _is_tmp, _kept_mode
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def copy_tree_for_output(src: Path, dst: Path, *, copy: Sequence[str] = ()) -> N
             source, target = Path(dirpath) / name, dst / rel_dir / name
             if rel in copy:
                 shutil.copyfile(source, target)
+                os.chmod(target, _kept_mode(source))  # keep a 0600 file 0600
                 continue
             try:
                 os.link(source, target)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -15,9 +14,11 @@ from ..errors import (
     LockedError,
     RecoveryError,
     StaleEditError,
+    UntrustedJournalError,
 )
 from ..findings import SpliceEdit, TensorRowsEdit, sha256_hex
 from ..io.safetensors import SafetensorsFile
+from ..io.state import journal_folders
 from .atomic import (
     BACKUPS,
     COMPLETE,
@@ -33,7 +34,14 @@ from .atomic import (
     _tmp_path,
     atomic_write,
 )
-from .journal import _backup_bytes, _discard, _grown_shard, _load_journal
+from .journal import (
+    _backup_bytes,
+    _discard,
+    _grown_shard,
+    _load_journal,
+    _read_manifest,
+    backup_path,
+)
 from .lock import locked
 from .rows import _patch_rows
 from .spliced import apply_splice, range_sha256
@@ -184,21 +192,25 @@ def _restore_file(root: Path, folder: Path, entry: dict[str, Any]) -> None:
         _fsync_dir(path.parent)
         _remove_empty_parents(root, path)
     else:
-        _relink_or_write(path, folder / entry["backup"], entry)
+        _relink_or_write(path, folder, entry)
 
 
-def _relink_or_write(path: Path, backup: Path, entry: dict[str, Any]) -> None:
+def _relink_or_write(path: Path, folder: Path, entry: dict[str, Any]) -> None:
     # A hard link of the backup needs no free space (a rollback after "disk full" must work);
     # the backup folder is deleted afterwards, so the link leaves no second name behind.
+    # The backup was checked to be a regular file (never a symlink: linking or chmod-ing one
+    # would act on whatever it points to); its bytes are checked against the journal first.
+    data = _backup_bytes(folder, entry)
+    backup = backup_path(folder, entry)
     tmp = _tmp_path(path)
     try:
-        os.link(backup, tmp)
+        os.link(backup, tmp, follow_symlinks=False)
     except OSError:
-        atomic_write(path, backup.read_bytes())
+        atomic_write(path, data)
         return
     try:
         if entry.get("mode") is not None:
-            os.chmod(tmp, entry["mode"])
+            os.chmod(tmp, entry["mode"] & 0o777, follow_symlinks=False)
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     finally:
@@ -287,11 +299,7 @@ def _remove_empty_parents(root: Path, path: Path) -> None:
 
 
 def _journal_folders(root: Path) -> list[Path]:
-    backups = root / STATE_DIR / BACKUPS
-    try:
-        return sorted(p for p in backups.iterdir() if p.is_dir() and not p.is_symlink())
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    return journal_folders(root)
 
 
 def _needs_recovery(root: Path) -> str | None:
@@ -306,12 +314,12 @@ def _needs_recovery(root: Path) -> str | None:
     folders = _journal_folders(root)
     level = None if folders else "cleanup"
     for folder in folders:
-        try:
-            journal = json.loads((folder / MANIFEST).read_text("utf-8"))
-        except FileNotFoundError:
+        if not os.path.lexists(folder / MANIFEST):
             level = "cleanup"
             continue
-        except (OSError, ValueError):
+        try:
+            journal = _read_manifest(folder)
+        except RecoveryError:
             return "rollback"  # unreadable: let the locked pass report it
         if not isinstance(journal, dict) or journal.get("state") != COMPLETE:
             return "rollback"
@@ -325,12 +333,20 @@ def _recover_locked(root: Path) -> list[str]:
     notices: list[str] = []
     touched_dirs = {root}
     for folder in reversed(_journal_folders(root)):
-        if not (folder / MANIFEST).is_file():
+        if not os.path.lexists(folder / MANIFEST):
             # Killed while backing up: the checkpoint was not touched yet.
             shutil.rmtree(folder, ignore_errors=True)
             logger.info("removed the incomplete backup %s", folder.name)
             continue
-        journal = _load_journal(folder)
+        try:
+            journal = _load_journal(root, folder)
+        except UntrustedJournalError:
+            if _read_manifest(folder).get("state") == COMPLETE:
+                # A finished repair's backup (e.g. the folder was copied here): harmless as
+                # long as nothing acts on it; undo refuses it.
+                logger.info("ignoring the journal %s ftfix did not write here", folder.name)
+                continue
+            raise
         for entry in (
             *journal["files"], *journal["tensors"], *journal["resized"], *journal["spliced"]
         ):  # fmt: skip

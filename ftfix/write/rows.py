@@ -17,6 +17,7 @@ from ..io.safetensors import SafetensorsFile
 from .atomic import (
     _fsync_dir,
     _inside,
+    _kept_mode,
     _step,
     _tmp_path,
 )
@@ -39,6 +40,7 @@ def _patch_rows(root: Path, tedit: TensorRowsEdit) -> None:
         tmp = _tmp_path(path)
         try:
             shutil.copyfile(path, tmp)
+            os.chmod(tmp, _kept_mode(path))  # copyfile creates it with the umask's mode
             _pwrite_rows(tmp, info.row_offset, info.row_bytes, tedit.rows, payload)
             _step(f"patched a private copy of {tedit.path}")
             os.replace(tmp, path)

@@ -132,3 +132,16 @@ def test_fix_named_template(tmp_path):
     restored = (ft / "additional_chat_templates" / "tool_use.jinja").read_text()
     assert restored == CHATML_TEMPLATE
     assert (ft / "chat_template.jinja").read_text() == LLAMA3_TEMPLATE
+
+
+# (An LFS pointer is FTX900's: reported as such, before any rendering.)
+@pytest.mark.parametrize("text", ["", "hello {{ '' }}"], ids=["empty", "const"])
+def test_constant_template_is_broken(pair, text):
+    """Issue 19: a template that renders the same text for every chat (transformers: '') fails."""
+    base, ft = pair
+    (ft / "chat_template.jinja").write_text(text)
+    report = ftfix.check(base, ft, select=SELECT)
+    assert _codes(report) == ["FTX003"]
+    assert report.findings[0].data["kind"] == "constant"
+    ftfix.repair(base, ft, select=SELECT, unsafe_fixes=True)
+    assert (ft / "chat_template.jinja").read_text() == LLAMA3_TEMPLATE
