@@ -161,7 +161,8 @@ def test_finding_without_fix_when_splice_cannot_be_proven(make_checkpoint):
         (
             "{% for m in messages %}{{ m['role'] + \": 'q'\\\\ \" + m['content'] + '\n' }}"
             "{% endfor %}  ",
-            "assistant: 'q'\\ ",
+            # The trailing space is left to the model, as it wrote it in training.
+            "assistant: 'q'\\",
         ),
         (PHI3_STYLE_LOST, "<|assistant|>\n"),
     ],
