@@ -249,15 +249,17 @@ class Header:
         suffix (`str`): text the template prints after a final user turn but not before an
             answer, i.e. at the end of every conversation (Phi-3's `eos_token` when the flag is
             off); `""` for most templates.
-        gap (`str`): what the template prints after `text` and before a final answer that the
-            model writes itself: the empty reasoning block of Qwen3-style templates
-            (`\n</think>\n\n` after a `<think>\n` prompt), gpt-oss's
-            `<|channel|>final<|message|>`, or the space of `Assistant: `; `""` for most templates.
+        gap (`str`, *optional*): what the template prints after `text` and before a final
+            answer that the model writes itself: the empty reasoning block of Qwen3-style
+            templates (`\n</think>\n\n` after a `<think>\n` prompt), gpt-oss's
+            `<|channel|>final<|message|>`, or the space of `Assistant: `; `""` for most
+            templates; `None` when `text` is what precedes reasoning and a plain answer is
+            framed otherwise (`<think></think>` against a `<think>\n` prompt).
     """
 
     text: str
     suffix: str = ""
-    gap: str = ""
+    gap: str | None = ""
 
 
 def _split_head(user_only: str, head: str) -> Header:
@@ -343,31 +345,35 @@ def _prompt_part(source: str, tokens: Mapping[str, str], header: Header) -> Head
     A final answer is not always preceded by the prompt alone. Reasoning templates print a
     reasoning block first: Qwen3-style ones an empty `<think>\n\n</think>\n\n` when the
     answer has no reasoning, gpt-oss a `<|channel|>final<|message|>` where reasoning would go
-    to `<|channel|>analysis<|message|>`. The model is prompted with what every final answer
-    starts with, reasoning or not: the common part of the two headers, cut where a marker or a
-    line starts unless one header is the other's start (`<think>\n` then is the prompt:
-    every final answer opens the block). Trailing spaces are left to the model too, as the
+    to `<|channel|>analysis<|message|>`. So the header before a final answer with reasoning is
+    derived too. When the template opens the reasoning block in every final answer (the plain
+    answer's header starts with it, closed empty), the model is prompted up to its reasoning:
+    that header is the prompt. When the two headers part inside (gpt-oss's channels), the
+    prompt is their common part, cut where a marker or a line starts. When reasoning only
+    follows the plain header, whether the prompt opens it cannot be told (Olmo-3 Think's does,
+    LFM2's does not): the plain header is kept. Trailing spaces are left to the model, as the
     `Assistant: ` of plain-text formats: BPE and SentencePiece vocabularies attach a space to
     the word after it, so a prompt ending in one splits text unlike training did.
     """
     text = header.text
     reasoning = _reasoning_head(source, tokens)
     prompt = text
-    if reasoning is not None and reasoning != text and not text.startswith(reasoning):
-        common = 0
-        for a, b in zip(text, reasoning, strict=False):
-            if a != b:
-                break
-            common += 1
-        if common < len(text):
+    if reasoning is not None and reasoning.strip() and not reasoning.startswith(text):
+        if text.startswith(reasoning.rstrip()):
+            prompt = reasoning
+        else:
+            common = 0
+            for a, b in zip(text, reasoning, strict=False):
+                if a != b:
+                    break
+                common += 1
             prompt = text[: _boundary(text, common)]
-    elif reasoning is not None and text.startswith(reasoning):
-        prompt = reasoning
     if prompt.rstrip(" ").strip():
         prompt = prompt.rstrip(" ")
     if not prompt.strip():
         return header
-    return Header(prompt, header.suffix, text[len(prompt) :])
+    gap = text[len(prompt) :] if text.startswith(prompt) else None
+    return Header(prompt, header.suffix, gap)
 
 
 # --------------------------------------------------------------------------- splice
@@ -441,15 +447,25 @@ def _with_branch(source: str, header: Header) -> str:
 def _history_matches(source: str, header: Header, tokens: Mapping[str, str]) -> bool:
     """With the flag, the prompt ends exactly where training put an assistant answer.
 
-    Between the two, only the header's `gap` (what the model writes itself) may come.
+    Between the two, only the header's `gap` (what the model writes itself) may come; a prompt
+    that opens a reasoning block may instead end exactly where the answer's reasoning starts.
     """
     earlier = {"role": "assistant", "content": SENTINELS[0]}
     answer = {"role": "assistant", "content": SENTINELS[1]}
+    reasoned = {**answer, "reasoning_content": _REASONING}
     prompt = _render_or_none(source, [_USER, earlier, _USER_2], tokens, True)
-    full = _render_or_none(source, [_USER, earlier, _USER_2, answer], tokens, False)
-    if prompt is None or full is None or not prompt.endswith(header.text):
+    if prompt is None or not prompt.endswith(header.text):
         return False
-    return full.startswith(prompt) and full[len(prompt) :].startswith(header.gap + SENTINELS[1])
+    full = _render_or_none(source, [_USER, earlier, _USER_2, answer], tokens, False)
+    if (
+        header.gap is not None
+        and full is not None
+        and full.startswith(prompt + header.gap + SENTINELS[1])
+    ):
+        return True
+    # A prompt that opens the reasoning block ends where training put the reasoning.
+    full = _render_or_none(source, [_USER, earlier, _USER_2, reasoned], tokens, False)
+    return full is not None and full.startswith(prompt + _REASONING)
 
 
 def splice_generation_prompt(
