@@ -105,3 +105,20 @@ def test_noop_without_tags(make_checkpoint):
     base = make_checkpoint("base", chat_template=qwen3(), **SPECIALS_CHATML)
     ft = make_checkpoint("ft", chat_template=qwen3(), **SPECIALS_CHATML)
     assert ftfix.check(base, ft, select=["FTX011"]).findings == []
+
+
+def test_no_fix_when_removal_would_change_a_render(make_checkpoint):
+    """Tag text in a string printed only with tools: removal would change that render, no fix."""
+    tagged = CHATML_TEMPLATE.replace(
+        "{% for message in messages %}",
+        "{% if tools %}{{ 'train with {% generation %} tags' }}{% endif %}"
+        "{% for message in messages %}{% generation %}",
+    ).replace("{% endfor %}", "{% endgeneration %}{% endfor %}", 1)
+    base = make_checkpoint("base", chat_template=CHATML_TEMPLATE, **SPECIALS_CHATML)
+    ft = make_checkpoint("ft", chat_template=tagged, **SPECIALS_CHATML)
+    before = (ft / "chat_template.jinja").read_bytes()
+    finding = ftfix.check(base, ft, select=["FTX011"]).findings[0]
+    assert finding.fix is None
+    assert finding.data["renders_identical"] is False
+    ftfix.repair(base, ft, select=["FTX011"], unsafe_fixes=True)
+    assert (ft / "chat_template.jinja").read_bytes() == before
