@@ -122,3 +122,14 @@ def test_no_fix_when_removal_would_change_a_render(make_checkpoint):
     assert finding.data["renders_identical"] is False
     ftfix.repair(base, ft, select=["FTX011"], unsafe_fixes=True)
     assert (ft / "chat_template.jinja").read_bytes() == before
+
+
+def test_judged_without_a_base(make_checkpoint):
+    """The fine-tune's own templates are enough: with no base the tags are found and removed."""
+    ft = make_checkpoint("ft", chat_template=_tagged_qwen3(), **SPECIALS_CHATML)
+    before = _renders(ft)
+    report = ftfix.check(ft, select=["FTX011"])
+    assert [f.code for f in report.findings] == ["FTX011"]
+    ftfix.repair(ft, select=["FTX011"])
+    assert generation_tags((ft / "chat_template.jinja").read_text("utf-8")) == []
+    assert _renders(ft) == before

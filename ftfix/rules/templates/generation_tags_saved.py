@@ -51,6 +51,8 @@ class GenerationTagsSaved(Fixer):
     code = "FTX011"
     name = "generation-tags-saved"
     severity = Severity.WARNING
+    # The fine-tune's own templates are judged: no base needed.
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding for the templates that carry generation tags."""
