@@ -140,6 +140,7 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
 # Code prefix -> folder under ftfix/rules/ (the longest matching prefix wins).
 FAMILIES = {
     "FTX00": "templates",
+    "FTX01": "templates",
     "FTX02": "tokenizer",
     "FTX1": "weights",
     "FTX2": "stops",

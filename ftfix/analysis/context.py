@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..io.checkpoint import Checkpoint
-from .probes import TemplateRenders, render_all
+from .probes import ShapeRenders, TemplateRenders, render_all, render_shapes
 
 __all__ = ["Context", "InputMissing", "Need", "Options"]
 
@@ -83,6 +83,9 @@ class Context:
     _render_cache: dict[tuple[str, tuple[tuple[str, str], ...]], TemplateRenders] = field(
         default_factory=dict, repr=False
     )
+    _shape_cache: dict[tuple[str, tuple[tuple[str, str], ...]], ShapeRenders] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def base(self) -> Checkpoint:
@@ -110,6 +113,15 @@ class Context:
             self._render_cache[key] = render_all(source, special_tokens)
         return self._render_cache[key]
 
+    def shape_renders(self, source: str, special_tokens: Mapping[str, str]) -> ShapeRenders:
+        """Render `source` over the shapes of today's chat (`probes.shapes()`), cached per run."""
+        key = (source, tuple(sorted(special_tokens.items())))
+        if key not in self._shape_cache:
+            self._shape_cache[key] = render_shapes(source, special_tokens)
+        return self._shape_cache[key]
+
     def with_target(self, target: Checkpoint) -> Context:
-        """The same context with a new staged target (the render cache is kept)."""
-        return Context(self.base_or_none, target, self.options, self._render_cache)
+        """The same context with a new staged target (the render caches are kept)."""
+        return Context(
+            self.base_or_none, target, self.options, self._render_cache, self._shape_cache
+        )

@@ -269,10 +269,17 @@ class Header:
         suffix (`str`): text the template prints after a final user turn but not before an
             answer, i.e. at the end of every conversation (Phi-3's `eos_token` when the flag is
             off); `""` for most templates.
+        gap (`str`, *optional*): what the template prints after `text` and before a final
+            answer that the model writes itself: the empty reasoning block of Qwen3-style
+            templates (`\n</think>\n\n` after a `<think>\n` prompt), gpt-oss's
+            `<|channel|>final<|message|>`, or the space of `Assistant: `; `""` for most
+            templates; `None` when `text` is what precedes reasoning and a plain answer is
+            framed otherwise (`<think></think>` against a `<think>\n` prompt).
     """
 
     text: str
     suffix: str = ""
+    gap: str | None = ""
 
 
 def _split_head(user_only: str, head: str) -> Header:
@@ -326,7 +333,67 @@ def assistant_header(source: str, special_tokens: Mapping[str, str]) -> tuple[He
         return None, "cannot find what the template prints before an assistant answer"
     if _role_insensitive(source, special_tokens):
         return None, "the template frames user and assistant turns alike (role-insensitive)"
-    return found, ""
+    return _prompt_part(source, special_tokens, found), ""
+
+
+# The reasoning of the probe answer: plain letters, like the sentinels.
+_REASONING = "zqxreasoningtrace"
+
+
+def _reasoning_head(source: str, tokens: Mapping[str, str]) -> str | None:
+    """What the template prints after a user turn and before a final answer's reasoning."""
+    user_only = _render_or_none(source, [_USER], tokens, False)
+    answer = {"role": "assistant", "content": SENTINELS[0], "reasoning_content": _REASONING}
+    text = _render_or_none(source, [_USER, answer], tokens, False)
+    if user_only is None or text is None or text.count(_REASONING) != 1:
+        return None
+    head = text[: text.index(_REASONING)]
+    return head[len(user_only) :] if head.startswith(user_only) else None
+
+
+def _boundary(text: str, end: int) -> int:
+    """The last cut at or before `end` where `text` starts a marker or follows a newline."""
+    for cut in range(end, 0, -1):
+        if _MARKER.match(text, cut) or text[cut - 1] == "\n":
+            return cut
+    return 0
+
+
+def _prompt_part(source: str, tokens: Mapping[str, str], header: Header) -> Header:
+    r"""Split a final answer's header into the generation prompt and what the model writes.
+
+    A final answer is not always preceded by the prompt alone. Reasoning templates print a
+    reasoning block first: Qwen3-style ones an empty `<think>\n\n</think>\n\n` when the
+    answer has no reasoning, gpt-oss a `<|channel|>final<|message|>` where reasoning would go
+    to `<|channel|>analysis<|message|>`. So the header before a final answer with reasoning is
+    derived too. When the template opens the reasoning block in every final answer (the plain
+    answer's header starts with it, closed empty), the model is prompted up to its reasoning:
+    that header is the prompt. When the two headers part inside (gpt-oss's channels), the
+    prompt is their common part, cut where a marker or a line starts. When reasoning only
+    follows the plain header, whether the prompt opens it cannot be told (Olmo-3 Think's does,
+    LFM2's does not): the plain header is kept. Trailing spaces are left to the model, as the
+    `Assistant: ` of plain-text formats: BPE and SentencePiece vocabularies attach a space to
+    the word after it, so a prompt ending in one splits text unlike training did.
+    """
+    text = header.text
+    reasoning = _reasoning_head(source, tokens)
+    prompt = text
+    if reasoning is not None and reasoning.strip() and not reasoning.startswith(text):
+        if text.startswith(reasoning.rstrip()):
+            prompt = reasoning
+        else:
+            common = 0
+            for a, b in zip(text, reasoning, strict=False):
+                if a != b:
+                    break
+                common += 1
+            prompt = text[: _boundary(text, common)]
+    if prompt.rstrip(" ").strip():
+        prompt = prompt.rstrip(" ")
+    if not prompt.strip():
+        return header
+    gap = text[len(prompt) :] if text.startswith(prompt) else None
+    return Header(prompt, header.suffix, gap)
 
 
 # --------------------------------------------------------------------------- splice
@@ -397,15 +464,28 @@ def _with_branch(source: str, header: Header) -> str:
     )
 
 
-def _history_matches(source: str, header: str, tokens: Mapping[str, str]) -> bool:
-    """With the flag, the prompt ends exactly where training put an assistant answer."""
+def _history_matches(source: str, header: Header, tokens: Mapping[str, str]) -> bool:
+    """With the flag, the prompt ends exactly where training put an assistant answer.
+
+    Between the two, only the header's `gap` (what the model writes itself) may come; a prompt
+    that opens a reasoning block may instead end exactly where the answer's reasoning starts.
+    """
     earlier = {"role": "assistant", "content": SENTINELS[0]}
     answer = {"role": "assistant", "content": SENTINELS[1]}
+    reasoned = {**answer, "reasoning_content": _REASONING}
     prompt = _render_or_none(source, [_USER, earlier, _USER_2], tokens, True)
-    full = _render_or_none(source, [_USER, earlier, _USER_2, answer], tokens, False)
-    if prompt is None or full is None or not prompt.endswith(header):
+    if prompt is None or not prompt.endswith(header.text):
         return False
-    return full.startswith(prompt) and full[len(prompt) :].startswith(SENTINELS[1])
+    full = _render_or_none(source, [_USER, earlier, _USER_2, answer], tokens, False)
+    if (
+        header.gap is not None
+        and full is not None
+        and full.startswith(prompt + header.gap + SENTINELS[1])
+    ):
+        return True
+    # A prompt that opens the reasoning block ends where training put the reasoning.
+    full = _render_or_none(source, [_USER, earlier, _USER_2, reasoned], tokens, False)
+    return full is not None and full.startswith(prompt + _REASONING)
 
 
 def splice_generation_prompt(
@@ -452,7 +532,7 @@ def splice_generation_prompt(
             expected = expected[: -len(header.suffix)]
         if flagged != expected + header.text:
             return Splice(None, header, f"with the flag probe {name!r} does not add the header")
-    if not _history_matches(spliced, header.text, special_tokens):
+    if not _history_matches(spliced, header, special_tokens):
         return Splice(
             None, header, "the prompt does not end where the template puts an assistant answer"
         )

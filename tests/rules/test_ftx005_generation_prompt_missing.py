@@ -161,7 +161,8 @@ def test_finding_without_fix_when_splice_cannot_be_proven(make_checkpoint):
         (
             "{% for m in messages %}{{ m['role'] + \": 'q'\\\\ \" + m['content'] + '\n' }}"
             "{% endfor %}  ",
-            "assistant: 'q'\\ ",
+            # The trailing space is left to the model, as it wrote it in training.
+            "assistant: 'q'\\",
         ),
         (PHI3_STYLE_LOST, "<|assistant|>\n"),
     ],
@@ -188,3 +189,48 @@ def test_splice_matches_the_original_prompt_branch():
     assert [(p.plain, p.with_prompt) for p in repaired.probes] == [
         (p.plain, p.with_prompt) for p in original.probes
     ]
+
+
+def _reasoning_cases():
+    from builders_capabilities import corpus_template, edit
+    from test_template_corpus import strip_generation_prompt
+
+    thinking = corpus_template("Qwen-Qwen3-4B-Thinking-2507")
+    gpt_oss = corpus_template("openai-gpt-oss-120b")
+    return {
+        # Qwen3 Thinking-2507: every final answer opens `<think>\n`, closed empty without
+        # reasoning, so the prompt opens it as the original's does.
+        "qwen3-thinking": (
+            thinking,
+            edit(
+                thinking,
+                "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n<think>\\n' }}"
+                "\n{%- endif %}",
+                "",
+            ),
+            "<|im_start|>assistant\n<think>\n",
+        ),
+        # gpt-oss: final answers go to `<|channel|>final`, reasoning to `<|channel|>analysis`;
+        # the model picks the channel, so the prompt stops at `<|start|>assistant`.
+        "gpt-oss": (
+            gpt_oss,
+            # The flag is also read when a final answer is rendered: strip every read of it.
+            strip_generation_prompt(gpt_oss),
+            "<|start|>assistant",
+        ),
+    }
+
+
+@pytest.mark.parametrize("name", ["qwen3-thinking", "gpt-oss"])
+def test_splice_reasoning_templates_like_the_original(name):
+    """A reasoning template's prompt is what every final answer starts with, as the original's."""
+    original, lost, prompt = _reasoning_cases()[name]
+    assert render_all(lost, TOKENS).ignores_generation_prompt()
+    splice = splice_generation_prompt(lost, TOKENS)
+    assert splice.reason == ""
+    assert splice.header.text == prompt
+    spliced, before = render_all(splice.source, TOKENS), render_all(original, TOKENS)
+    for mine, theirs in zip(spliced.probes, before.probes, strict=True):
+        assert mine.plain == theirs.plain
+        if theirs.probe != "assistant-last":  # gpt-oss rewrites a final answer under the flag
+            assert mine.with_prompt == theirs.with_prompt
