@@ -7,6 +7,7 @@ import json
 
 import pytest
 from ckpt_builders import (
+    BASE_VOCAB_SIZE,
     LLAMA3_TEMPLATE_NO_GEN_PROMPT,
     TOKEN_IDS,
     build_tokenizer,
@@ -253,6 +254,7 @@ ALONE_CASES = {
     "FTX207": ({"pad_token": "<|eot_id|>"}, ""),
     "FTX102": ({"zero_rows": [EOT]}, "<|eot_id|>"),
     "FTX206": ({"zero_rows": [EOT]}, "<|eot_id|>"),
+    "FTX101": ({"embedding_rows": BASE_VOCAB_SIZE - 2}, "rows"),
     "FTX003": ({"chat_template": "{% for m in messages %}{{ m['content'] }"}, ""),
     "FTX005": ({"chat_template": LLAMA3_TEMPLATE_NO_GEN_PROMPT}, "add_generation_prompt"),
 }
@@ -279,7 +281,7 @@ def test_healthy_folder_alone_has_no_findings(pair, offline):
     report = ftfix.check(ft)
     assert report.findings == [], report.render_text()
     ran = {f.code for f in registry.all_fixers()} - {s.code for s in report.skipped_rules}
-    assert {"FTX003", "FTX102", "FTX202", "FTX207"} <= ran
+    assert {"FTX003", "FTX101", "FTX102", "FTX202", "FTX207"} <= ran
 
 
 def test_adapter_weights_need_its_base(tmp_path, offline):

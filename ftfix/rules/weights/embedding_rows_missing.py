@@ -78,7 +78,7 @@ class EmbeddingRowsMissing(Fixer):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when rows, tokenizer length and vocab_size do not agree."""
-        layout = locate(ctx.target, ctx.base)
+        layout = locate(ctx.target, ctx.base_or_none)
         if layout is None or layout.input is None:
             return
         tok = tokenizer_for(ctx)
