@@ -205,22 +205,31 @@ def test_raising_rule_is_an_internal_error_of_that_rule(pair, monkeypatch, capsy
     assert "Traceback (most recent call last)" in capsys.readouterr().out
 
 
-def test_wordlevel_unk_missing_from_vocab(pair):
+def test_wordlevel_unk_missing_from_vocab(pair, capsys):
     """The real trigger: a WordLevel tokenizer whose unk token is not in its vocabulary loads but
-    raises on encode. The check finishes; what fails is reported per rule."""
+    raises on encode. The template's unknown marker makes FTX007 encode it: that rule is an
+    internal error (one line, exit 3); the other rules still report (FTX004, the template
+    changed from the base's)."""
     base, ft = pair
     data = json.loads((ft / "tokenizer.json").read_text())
     data["model"]["unk_token"] = "<not-in-vocab>"
     (ft / "tokenizer.json").write_text(json.dumps(data))
+    template = (ft / "chat_template.jinja").read_text()
+    (ft / "chat_template.jinja").write_text("<|weird_marker|>" + template)
     import tokenizers
 
     tok = tokenizers.Tokenizer.from_file(str(ft / "tokenizer.json"))
     with pytest.raises(Exception, match=r"Missing .* token from the vocabulary"):
-        tok.encode("zzzz-unknown")
+        tok.encode("<|weird_marker|>")
     report = ftfix.check(base, ft)  # no exception escapes
-    assert report.exit_code in (0, 1, 3)
-    for failure in report.internal_errors:
-        assert "\n" not in failure.message
+    assert [(f.code, f.message) for f in report.internal_errors] == [
+        ("FTX007", "Exception: WordLevel error: Missing [UNK] token from the vocabulary")
+    ]
+    assert "FTX004" in {f.code for f in report.findings}
+    assert report.exit_code == 3
+    assert main(["check", str(base), str(ft)]) == 3
+    out = capsys.readouterr().out
+    assert "internal error: FTX007 template-marker-not-single-token failed" in out
 
 
 # ------------------------------------------------------------------------------ callback
