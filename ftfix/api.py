@@ -202,7 +202,7 @@ def _report(
     mode: Mode, base: _Base, target: Checkpoint, plan: Plan, fail_on: Severity | str
 ) -> Report:
     return Report(
-        base=base.checkpoint.display if base.checkpoint is not None else base.name,
+        base=base.checkpoint.display if base.checkpoint is not None else None,
         base_source=base.source if base.checkpoint is not None else None,
         skipped_rules=list(plan.skipped_rules),
         internal_errors=list(plan.failures),

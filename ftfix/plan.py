@@ -209,6 +209,9 @@ def _unmet(needs: frozenset[Need], ctx: Context, no_base_reason: str) -> tuple[s
             )
         elif need is Need.WEIGHTS:
             why = _weights_unreadable(ctx.target, "")
+            if why is None and ctx.target.kind is Kind.ADAPTER:
+                # An adapter's rows are judged with the base matrices it applies to.
+                return _unmet(frozenset({Need.BASE_WEIGHTS}), ctx, no_base_reason)
         elif need is Need.TOKENIZER:
             try:
                 ctx.target.tokenizer()

@@ -144,6 +144,7 @@ FAMILIES = {
     "FTX02": "tokenizer",
     "FTX1": "weights",
     "FTX2": "stops",
+    "FTX31": "adapters",
     "FTX90": "files",
     "FTX91": "files",
     "FTX3": "adapters",

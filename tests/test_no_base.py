@@ -6,7 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from ckpt_builders import build_tokenizer, build_trainer_root, copy_checkpoint
+from ckpt_builders import (
+    BASE_VOCAB_SIZE,
+    LLAMA3_TEMPLATE_NO_GEN_PROMPT,
+    TOKEN_IDS,
+    build_tokenizer,
+    build_trainer_root,
+    copy_checkpoint,
+)
 from helpers import set_json_key
 
 import ftfix
@@ -198,22 +205,31 @@ def test_raising_rule_is_an_internal_error_of_that_rule(pair, monkeypatch, capsy
     assert "Traceback (most recent call last)" in capsys.readouterr().out
 
 
-def test_wordlevel_unk_missing_from_vocab(pair):
+def test_wordlevel_unk_missing_from_vocab(pair, capsys):
     """The real trigger: a WordLevel tokenizer whose unk token is not in its vocabulary loads but
-    raises on encode. The check finishes; what fails is reported per rule."""
+    raises on encode. The template's unknown marker makes FTX007 encode it: that rule is an
+    internal error (one line, exit 3); the other rules still report (FTX004, the template
+    changed from the base's)."""
     base, ft = pair
     data = json.loads((ft / "tokenizer.json").read_text())
     data["model"]["unk_token"] = "<not-in-vocab>"
     (ft / "tokenizer.json").write_text(json.dumps(data))
+    template = (ft / "chat_template.jinja").read_text()
+    (ft / "chat_template.jinja").write_text("<|weird_marker|>" + template)
     import tokenizers
 
     tok = tokenizers.Tokenizer.from_file(str(ft / "tokenizer.json"))
     with pytest.raises(Exception, match=r"Missing .* token from the vocabulary"):
-        tok.encode("zzzz-unknown")
+        tok.encode("<|weird_marker|>")
     report = ftfix.check(base, ft)  # no exception escapes
-    assert report.exit_code in (0, 1, 3)
-    for failure in report.internal_errors:
-        assert "\n" not in failure.message
+    assert [(f.code, f.message) for f in report.internal_errors] == [
+        ("FTX007", "Exception: WordLevel error: Missing [UNK] token from the vocabulary")
+    ]
+    assert "FTX004" in {f.code for f in report.findings}
+    assert report.exit_code == 3
+    assert main(["check", str(base), str(ft)]) == 3
+    out = capsys.readouterr().out
+    assert "internal error: FTX007 template-marker-not-single-token failed" in out
 
 
 # ------------------------------------------------------------------------------ callback
@@ -232,3 +248,62 @@ def test_repair_callback_without_base(pair, tmp_path):
     assert callback.errors == {}
     (report,) = callback.reports.values()
     assert report.base is None and report.skipped_rules
+
+
+# ----------------------------------------------------------------- what runs without a base
+END_OF_TEXT = TOKEN_IDS["<|end_of_text|>"]
+EOT = TOKEN_IDS["<|eot_id|>"]
+ALONE_CASES = {
+    # rule: (build_merged keywords, what the finding says) - each judged from the folder alone
+    "FTX202": ({"generation_eos": END_OF_TEXT}, "assistant turns end with <|eot_id|>"),
+    "FTX204": (
+        {"eos_token": "<|end_of_text|>", "generation_eos": [END_OF_TEXT, EOT]},
+        "tokenizer eos_token is <|end_of_text|> but assistant turns end with <|eot_id|>",
+    ),
+    "FTX207": ({"pad_token": "<|eot_id|>"}, ""),
+    "FTX102": ({"zero_rows": [EOT]}, "<|eot_id|>"),
+    "FTX206": ({"zero_rows": [EOT]}, "<|eot_id|>"),
+    "FTX101": ({"embedding_rows": BASE_VOCAB_SIZE - 2}, "rows"),
+    "FTX003": ({"chat_template": "{% for m in messages %}{{ m['content'] }"}, ""),
+    "FTX005": ({"chat_template": LLAMA3_TEMPLATE_NO_GEN_PROMPT}, "add_generation_prompt"),
+}
+
+
+@pytest.mark.parametrize("code", sorted(ALONE_CASES))
+def test_rule_judges_the_folder_alone(make_checkpoint, code, offline):
+    """Rules that need no base find their problem with `check(ft)`, on the same files as with
+    the base (FTX005 aside: with a base that prompts, FTX002 takes that case over)."""
+    kw, text = ALONE_CASES[code]
+    ft = make_checkpoint("ft", **kw)
+    alone = [f for f in ftfix.check(ft).findings if f.code == code]
+    assert alone, ftfix.check(ft).render_text()
+    assert text in alone[0].message
+    base = make_checkpoint("base")
+    with_base = [f for f in ftfix.check(base, ft).findings if f.code == code]
+    if code != "FTX005":
+        assert {f.path for f in alone} <= {f.path for f in with_base}
+
+
+def test_healthy_folder_alone_has_no_findings(pair, offline):
+    """No base and nothing wrong: no finding from the rules that ran (no false alarm)."""
+    _, ft = pair
+    report = ftfix.check(ft)
+    assert report.findings == [], report.render_text()
+    ran = {f.code for f in registry.all_fixers()} - {s.code for s in report.skipped_rules}
+    assert {"FTX003", "FTX101", "FTX102", "FTX202", "FTX207"} <= ran
+
+
+def test_adapter_weights_need_its_base(tmp_path, offline):
+    """An adapter's rows are judged against its base's matrices: skipped without the base."""
+    adapter = _adapter_naming(tmp_path, None)
+    report = ftfix.check(adapter)
+    skipped = {s.code: s for s in report.skipped_rules}
+    assert skipped["FTX102"].needs == "the base model"
+
+
+@pytest.mark.parametrize("value", [None, "/root/autodl-tmp/base", "../base"])
+def test_adapter_base_unusable_never_bad_input(tmp_path, offline, value, capsys):
+    """null, absolute elsewhere, relative: each is checked, never exit 2."""
+    adapter = _adapter_naming(tmp_path, value)
+    assert main(["check", str(adapter)]) in (0, 1)
+    assert "Traceback" not in capsys.readouterr().err

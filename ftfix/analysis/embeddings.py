@@ -731,7 +731,7 @@ def _config_ids(value: Any) -> list[int]:
 def _source_tokenizer(ctx: Context) -> tuple[Checkpoint, TokenizerView | None]:
     """The checkpoint whose tokenizer the fine-tune is used with (its own, else the base's)."""
     tok = ctx.target.tokenizer()
-    if tok is not None:
+    if tok is not None or ctx.base_or_none is None:
         return ctx.target, tok
     return ctx.base, ctx.base.tokenizer()
 
@@ -782,7 +782,7 @@ def token_scope(ctx: Context) -> tuple[dict[int, TokenInfo], int | None]:
             add(token_id, "added", tok.id_to_token(token_id))
     extra_stops: list[int] = []
     for name in ("config.json", "generation_config.json"):
-        config = ctx.target.json(name) or (ctx.base.json(name) if owner is ctx.base else None)
+        config = ctx.target.json(name) or (owner.json(name) if owner is ctx.base_or_none else None)
         config = config or {}
         for key in ("eos_token_id", "bos_token_id", "pad_token_id"):
             role = key.removesuffix("_token_id")
@@ -793,8 +793,8 @@ def token_scope(ctx: Context) -> tuple[dict[int, TokenInfo], int | None]:
             for token_id in ids:
                 add(token_id, role)
     source = owner.chat_template() or ctx.options.template
-    if source is None and owner is not ctx.base:
-        source = ctx.base.chat_template()
+    if source is None and ctx.base_or_none is not None and owner is not ctx.base_or_none:
+        source = ctx.base_or_none.chat_template()
     if source is not None and added_tokens:
         specials = owner.special_tokens()
         renders = ctx.renders(source, specials)
@@ -829,11 +829,12 @@ def token_scope(ctx: Context) -> tuple[dict[int, TokenInfo], int | None]:
 def _added_relative_to_base(
     ctx: Context, owner: Checkpoint, tok: TokenizerView, added: Mapping[int, str]
 ) -> list[int]:
-    if owner is ctx.base:
-        return []
-    if ctx.target.read_bytes("tokenizer.json") == ctx.base.read_bytes("tokenizer.json"):
+    base = ctx.base_or_none
+    if base is None or owner is base:
+        return []  # without a base, what was added is not known: the specials still count
+    if ctx.target.read_bytes("tokenizer.json") == base.read_bytes("tokenizer.json"):
         return []  # the common case, decided without parsing the base's tokenizer
-    base_tok = ctx.base.tokenizer()
+    base_tok = base.tokenizer()
     if base_tok is None:
         return []
     base_len = base_tok.get_vocab_size(with_added_tokens=True)
@@ -1210,7 +1211,7 @@ def init_option(ctx: Context) -> str:
     return init if init in INITS else "mean"
 
 
-_CACHE: WeakKeyDictionary[Checkpoint, list[tuple[Checkpoint, EmbeddingAnalysis | None]]] = (
+_CACHE: WeakKeyDictionary[Checkpoint, list[tuple[Checkpoint | None, EmbeddingAnalysis | None]]] = (
     WeakKeyDictionary()
 )
 
@@ -1222,10 +1223,10 @@ def analyse(ctx: Context) -> EmbeddingAnalysis | None:
     """
     cached = _CACHE.setdefault(ctx.target, [])
     for base, analysis in cached:
-        if base is ctx.base:
+        if base is ctx.base_or_none:
             return analysis
     result = _analyse(ctx)
-    cached.append((ctx.base, result))
+    cached.append((ctx.base_or_none, result))
     return result
 
 
@@ -1233,9 +1234,10 @@ def _base_source(source: RowSource, ctx: Context) -> RowSource | None:
     """The base's matrix under `source` (the adapter's base, or the merged base's same side)."""
     if isinstance(source, AdapterRows):
         return source.base
-    if ctx.base.kind is not Kind.MERGED:
-        return None
-    base_layout = _merged_layout(ctx.base, owned=False)
+    base = ctx.base_or_none
+    if base is None or base.kind is not Kind.MERGED:
+        return None  # without the base's matrix the fine-tune's own rows are judged alone
+    base_layout = _merged_layout(base, owned=False)
     if base_layout is None:
         return None
     if source.side == "input":
@@ -1250,14 +1252,14 @@ def _base_judge(
     under = _base_source(source, ctx)
     if under is None:
         return None
-    base_tok = ctx.base.tokenizer()
+    base_tok = ctx.base.tokenizer()  # a base matrix above means a base
     length = base_tok.get_vocab_size(with_added_tokens=True) if base_tok else under.rows
     # Only consulted for rows the fine-tune left unchanged: a smaller sample is enough.
     return _Judge(under, population=length, scope=scope, limit=MIN_SAMPLE_ROWS)
 
 
 def _analyse(ctx: Context) -> EmbeddingAnalysis | None:
-    layout = locate(ctx.target, ctx.base)
+    layout = locate(ctx.target, ctx.base_or_none)
     if layout is None or layout.input is None:
         return None
     scope, length = token_scope(ctx)

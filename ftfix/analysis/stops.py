@@ -318,11 +318,17 @@ def stop_setup(ctx: Context) -> StopSetup | None:
     fine-tune's own, else the base's (an adapter without tokenizer files runs with the base's
     tokenizer). Special tokens and vocabulary come from the tokenizer the fine-tune is used with.
     """
-    tokenizer = ctx.target if _has_tokenizer_files(ctx.target) else ctx.base
+    base = ctx.base_or_none
+    if _has_tokenizer_files(ctx.target):
+        tokenizer = ctx.target
+    elif base is not None:
+        tokenizer = base
+    else:
+        return None  # an adapter without tokenizer files, and no base: no tokens to judge by
     candidates = (
         (ctx.options.template, "--template"),
         (ctx.target.chat_template(), "fine-tune"),
-        (ctx.base.chat_template(), "base"),
+        (base.chat_template() if base is not None else None, "base"),
     )
     template, origin = next(((t, o) for t, o in candidates if t is not None), (None, ""))
     if template is None:

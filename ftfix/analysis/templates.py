@@ -91,7 +91,9 @@ def reference(ctx: Context) -> Reference | None:
     """The template the user says the model was trained with, else the base's, else `None`."""
     if ctx.options.template is not None:
         return Reference({"default": ctx.options.template}, from_user=True)
-    templates = ctx.base.chat_templates()
+    if ctx.base_or_none is None:
+        return None
+    templates = ctx.base_or_none.chat_templates()
     return Reference(templates) if templates else None
 
 
@@ -103,9 +105,9 @@ def reference_renders(ctx: Context, source: str, tokens: Mapping[str, str]) -> T
     `bos_token: null`) only renders with the base's own tokens.
     """
     renders = ctx.renders(source, tokens)
-    if breakage(renders) is None:
+    if breakage(renders) is None or ctx.base_or_none is None:
         return renders
-    own = ctx.base.special_tokens()
+    own = ctx.base_or_none.special_tokens()
     return renders if own == dict(tokens) else ctx.renders(source, own)
 
 

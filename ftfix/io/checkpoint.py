@@ -344,9 +344,17 @@ class Checkpoint:
                         "copy the missing shard (all shards of the model belong together), "
                         "or re-save the model",
                     )
-        pickled = [n for n in _PICKLED if self.exists(n) and n not in problems]
+        # Pickled files actually present: the two single files, and the shards a .bin index
+        # names (an index whose shards are all missing is reported as missing shards only).
+        pickled = [n for n in ("pytorch_model.bin", "adapter_model.bin") if self.exists(n)]
+        pickled += [
+            shard
+            for shard in self._index_shards(PICKLED_INDEX)
+            if shard not in problems and self._safe_path(shard).is_file()
+        ]
+        pickled = [n for n in pickled if n not in problems]
         if pickled and self.kind in (Kind.MERGED, Kind.ADAPTER) and not self._has_safetensors():
-            name = next((n for n in pickled if n.endswith(".bin")), pickled[0])
+            name = pickled[0]
             problems[name] = FileProblem(
                 name,
                 ProblemKind.PICKLED,
@@ -365,6 +373,20 @@ class Checkpoint:
                     problems[rel] = FileProblem(
                         rel, ProblemKind.UNREADABLE, exc.reason, exc.hint or "copy it again"
                     )
+
+    def _index_shards(self, index_name: str) -> list[str]:
+        """The plain file names an index maps tensors to (unreadable index: none)."""
+        try:
+            index = self.json(index_name) or {}
+        except InvalidCheckpointError:
+            return []
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, dict):
+            return []
+        return sorted(
+            {v for v in weight_map.values() if isinstance(v, str) and "/" not in v and v}
+            - {".", ".."}
+        )
 
     def _has_safetensors(self) -> bool:
         return any(

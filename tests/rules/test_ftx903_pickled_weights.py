@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from builders_files import pickle_bomb
 from ckpt_builders import tree_digest
 
@@ -40,6 +42,21 @@ def test_warning_bin_only_others_run(pair, tmp_path):
     assert finding.severity is ftfix.Severity.WARNING
     assert "FTX001" in {f.code for f in report.findings}
     skipped = {s.code: s for s in report.skipped_rules}
-    assert "FTX101" in skipped and skipped["FTX101"].needs == "pytorch_model.bin"
+    assert skipped["FTX101"].needs == "the fine-tune's weights"
+    assert "pytorch_model.bin" in skipped["FTX101"].reason
     assert not (tmp_path / "pwned").exists()
     assert tree_digest(ft) == before
+
+
+def test_warning_sharded_bin(pair, tmp_path):
+    """A .bin index with its shards present: one warning, on the first shard."""
+    base, ft = pair
+    (ft / "model.safetensors").unlink()
+    shards = ["pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin"]
+    for shard in shards:
+        (ft / shard).write_bytes(pickle_bomb(tmp_path / "pwned"))
+    weight_map = {"lm_head.weight": shards[0], "model.norm.weight": shards[1]}
+    (ft / "pytorch_model.bin.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (finding,) = _found(ftfix.check(base, ft))
+    assert finding.path == shards[0]
+    assert not (tmp_path / "pwned").exists()

@@ -1,4 +1,4 @@
-"""Adapter and checkpoint rules (FTX3xx): adapters and checkpoints that do nothing.
+"""Adapter and checkpoint rules (FTX3xx): no-op adapters and checkpoints, unportable bases.
 
 Importing a module registers its rule; a new rule of this family is one module and one line here.
 """
@@ -6,6 +6,7 @@ Importing a module registers its rule; a new rule of this family is one module a
 from __future__ import annotations
 
 from . import (
+    adapter_base_not_portable,  # FTX310
     adapter_layers_missing,  # FTX302
     adapter_never_trained,  # FTX303
     adapter_targets_missing,  # FTX301
@@ -15,6 +16,7 @@ from . import (
 )
 
 __all__ = [
+    "adapter_base_not_portable",
     "adapter_layers_missing",
     "adapter_never_trained",
     "adapter_targets_missing",

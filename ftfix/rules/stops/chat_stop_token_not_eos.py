@@ -48,6 +48,7 @@ class ChatStopTokenNotEos(Fixer):
     code = "FTX202"
     name = "chat-stop-token-not-eos"
     severity = Severity.ERROR
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when generation_config.json does not stop on the end of turn."""

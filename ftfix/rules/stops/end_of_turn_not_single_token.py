@@ -8,7 +8,7 @@ from ...analysis.context import Context
 from ...analysis.stops import StopSetup, stop_setup
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 
 def _pieces(setup: StopSetup, text: str) -> list[str] | None:
@@ -54,6 +54,7 @@ class EndOfTurnNotSingleToken(Fixer):
     code = "FTX205"
     name = "end-of-turn-not-single-token"
     severity = Severity.ERROR
+    needs = frozenset({Need.TOKENIZER})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the turn end is not one token of the tokenizer."""

@@ -9,7 +9,7 @@ from ...analysis.stops import stop_setup, untrained_output_row
 from ...findings import Finding, Severity
 from ...io.checkpoint import Kind
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 
 @register
@@ -47,6 +47,7 @@ class EndOfTurnUntrained(Fixer):
     code = "FTX206"
     name = "end-of-turn-untrained"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the end-of-turn token's output row is untrained."""
@@ -55,7 +56,7 @@ class EndOfTurnUntrained(Fixer):
         setup = stop_setup(ctx)
         if setup is None or setup.token_id is None:
             return
-        row = untrained_output_row(ctx.target, setup.token_id, base=ctx.base)
+        row = untrained_output_row(ctx.target, setup.token_id, base=ctx.base_or_none)
         if row is None:
             return
         yield self.finding(

@@ -106,6 +106,7 @@ class EosTokenDrift(Fixer):
     code = "FTX204"
     name = "eos-token-drift"
     severity = Severity.ERROR
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield findings for a tokenizer eos or config.json eos that does not end turns."""
@@ -116,17 +117,23 @@ class EosTokenDrift(Fixer):
         yield from self._config(ctx, setup)
 
     def _tokenizer(self, ctx: Context, setup: StopSetup) -> Iterator[Finding]:
-        target, base = ctx.target, ctx.base
+        target, base = ctx.target, ctx.base_or_none
         if setup.tokenizer is not target:
             return  # the adapter ships no tokenizer: it uses the base's, as the base does
         eos, token = target.special_tokens().get("eos_token"), setup.token
         if eos is None or token is None or eos == token:
             return
-        base_eos = base.special_tokens().get("eos_token")
+        # Without the base, the folder alone shows the mismatch (a warning, the unsafe fix).
+        base_eos = base.special_tokens().get("eos_token") if base is not None else None
         drifted = base_eos is not None and base_eos != eos
-        if not drifted and _base_end_of_turn(base) == setup.token:
+        if not drifted and base is not None and _base_end_of_turn(base) == setup.token:
             return  # the base pairs this eos with this turn end by design
-        safe = drifted and base_eos == setup.token and compatible(base, target) == "same"
+        safe = (
+            drifted
+            and base is not None
+            and base_eos == setup.token
+            and compatible(base, target) == "same"
+        )
         if drifted:
             message = (
                 f"tokenizer eos_token is {eos} but the base's is {base_eos} and assistant turns "
@@ -151,9 +158,9 @@ class EosTokenDrift(Fixer):
         )
 
     def _config(self, ctx: Context, setup: StopSetup) -> Iterator[Finding]:
-        target, base = ctx.target, ctx.base
-        if target.kind is not Kind.MERGED:
-            return
+        target, base = ctx.target, ctx.base_or_none
+        if target.kind is not Kind.MERGED or base is None:
+            return  # a drift from the base's config.json needs the base
         value = target.config.get("eos_token_id")
         base_value = base.config.get("eos_token_id")
         ids, base_ids = eos_ids(value), eos_ids(base_value)

@@ -14,7 +14,9 @@ from ..base import Fixer
 
 def _tokenizer_of(ctx: Context) -> Checkpoint:
     names = (TOKENIZER_CONFIG, "tokenizer.json")
-    return ctx.target if any(ctx.target.exists(n) for n in names) else ctx.base
+    if any(ctx.target.exists(n) for n in names) or ctx.base_or_none is None:
+        return ctx.target
+    return ctx.base_or_none
 
 
 @register
@@ -49,6 +51,7 @@ class PadTokenIsEos(Fixer):
     code = "FTX207"
     name = "pad-token-is-eos"
     severity = Severity.WARNING
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when pad is the stop token (tokenizer or config ids)."""
@@ -77,7 +80,7 @@ class PadTokenIsEos(Fixer):
             return
         row = None
         if stop_id is not None and ctx.target.kind is not Kind.TOKENIZER:
-            row = untrained_output_row(ctx.target, stop_id, base=ctx.base)
+            row = untrained_output_row(ctx.target, stop_id, base=ctx.base_or_none)
         what = "eos_token" if stop == specials.get("eos_token") else "end-of-turn token"
         message = (
             f"pad token is {token_name(stop, stop_id)}, the {what} the model must emit to stop "

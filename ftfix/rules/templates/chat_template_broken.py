@@ -49,6 +49,7 @@ class ChatTemplateBroken(Fixer):
     code = "FTX003"
     name = "chat-template-broken"
     severity = Severity.ERROR
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per template that does not compile, misbehaves or always fails."""

@@ -116,6 +116,7 @@ class ChatTemplateLocationsDisagree(Fixer):
     code = "FTX006"
     name = "chat-template-locations-disagree"
     severity = Severity.ERROR
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per file whose copy renders differently from the loaded template."""

@@ -62,6 +62,7 @@ class GenerationPromptMissing(Fixer):
     code = "FTX005"
     name = "generation-prompt-missing"
     severity = Severity.ERROR
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the template ignores the flag but frames assistant turns."""

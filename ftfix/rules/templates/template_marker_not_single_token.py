@@ -13,7 +13,7 @@ from ...findings import Finding, Severity
 from ...io.checkpoint import Checkpoint
 from ...io.tokenizer import TokenizerView
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 if TYPE_CHECKING:
     pass
@@ -89,6 +89,7 @@ class TemplateMarkerNotSingleToken(Fixer):
     code = "FTX007"
     name = "template-marker-not-single-token"
     severity = Severity.ERROR
+    needs = frozenset({Need.TOKENIZER})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per marker that the tokenizer splits although it must not."""
@@ -120,7 +121,8 @@ class TemplateMarkerNotSingleToken(Fixer):
                 if marker == turn_end:
                     continue  # the end-of-turn marker is FTX205's, with its stop-token advice
                 if not base_loaded:
-                    base_tok, base_loaded = _base_tokenizer(ctx.base), True
+                    base = ctx.base_or_none
+                    base_tok, base_loaded = (_base_tokenizer(base) if base else None), True
                 reason = _why_required(marker, specials, added_styles, base_tok)
                 if reason is None:
                     continue

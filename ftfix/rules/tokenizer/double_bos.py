@@ -9,7 +9,7 @@ from ...analysis.vocab import bos_policy, encode
 from ...findings import Finding, Severity
 from ...io.checkpoint import TOKENIZER_CONFIG, Checkpoint
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 
 def rendered_prompt(ctx: Context, ckpt: Checkpoint) -> str | None:
@@ -100,6 +100,7 @@ class DoubleBos(Fixer):
     code = "FTX023"
     name = "double-bos"
     severity = Severity.WARNING
+    needs = frozenset({Need.TOKENIZER})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the re-tokenized rendered prompt starts with two BOS ids."""
@@ -110,7 +111,7 @@ class DoubleBos(Fixer):
             return
         policy = bos_policy(ctx.target)
         shown = ", ".join(map(str, ids[:6])) + ", ..."  # the rendered chat goes on
-        inherited = double_bos_ids(ctx, ctx.base) is not None
+        inherited = ctx.has_base and double_bos_ids(ctx, ctx.base) is not None
         location = ctx.target.effective_template_location()
         yield self.finding(
             f"tokenizer(rendered chat) starts with two BOS: [{shown}]; {policy.source} adds "

@@ -14,7 +14,7 @@ from ...analysis.vocab import encode, token_strings
 from ...findings import Finding, Severity
 from ...io.checkpoint import Checkpoint
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 from ..templates.missing_chat_template import has_tokenizer_files
 from .missing_tokenizer_file import PROCESSOR_CONFIGS
 
@@ -239,6 +239,7 @@ class ImageMarkerNotSingleToken(Fixer):
     code = "FTX025"
     name = "image-marker-not-single-token"
     severity = Severity.ERROR
+    needs = frozenset({Need.TOKENIZER})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per file naming markers that split into several tokens."""
@@ -250,7 +251,7 @@ class ImageMarkerNotSingleToken(Fixer):
             if split is None:
                 continue
             text = f"marker {marker.text!r} ({marker.origin}) is not one token: it {split}"
-            base_ids = encode(ctx.base, marker.text)
+            base_ids = encode(ctx.base, marker.text) if ctx.has_base else None
             if base_ids is not None and len(base_ids) == 1:
                 text += f"; the base encodes it as one token ({base_ids[0]})"
             by_path.setdefault(marker.path, []).append(text)

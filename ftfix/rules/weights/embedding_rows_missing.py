@@ -22,7 +22,7 @@ from ...findings import Applicability, Edit, Finding, Fix, Severity, TensorResiz
 from ...io.checkpoint import SAFETENSORS_INDEX
 from ...io.safetensors import rows_from_float32
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _SAVE_HINT = (
     'save the rows when training: modules_to_save=["embed_tokens", "lm_head"] in the '
@@ -74,10 +74,11 @@ class EmbeddingRowsMissing(Fixer):
     code = "FTX101"
     name = "embedding-rows-missing"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when rows, tokenizer length and vocab_size do not agree."""
-        layout = locate(ctx.target, ctx.base)
+        layout = locate(ctx.target, ctx.base_or_none)
         if layout is None or layout.input is None:
             return
         tok = tokenizer_for(ctx)
@@ -151,7 +152,7 @@ class EmbeddingRowsMissing(Fixer):
             facts.append(
                 f"config.json vocab_size is {vocab} but {rows}: loading fails with a size mismatch"
             )
-        base = locate(ctx.base)
+        base = locate(ctx.base_or_none) if ctx.base_or_none is not None else None
         base_rows = base.input.rows if base is not None and base.input is not None else None
         if base_rows is not None and base_rows != sources[0].rows:
             facts.append(f"the base has {base_rows} rows")

@@ -8,7 +8,7 @@ from ...analysis.context import Context
 from ...analysis.embeddings import MAX_LISTED, StoredRows, TokenVerdict, analyse
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 
 @register
@@ -46,6 +46,7 @@ class MeanInitializedTokenRows(Fixer):
     code = "FTX103"
     name = "mean-initialized-token-rows"
     severity = Severity.WARNING
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one warning per token whose rows are initialized but never trained."""

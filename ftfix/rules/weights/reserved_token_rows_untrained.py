@@ -9,7 +9,7 @@ from ...analysis.context import Context
 from ...analysis.embeddings import StoredRows, analyse, unchanged_from_base
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _SHOWN = 3
 _KINDS = {
@@ -58,6 +58,7 @@ class ReservedTokenRowsUntrained(Fixer):
     code = "FTX104"
     name = "reserved-token-rows-untrained"
     severity = Severity.WARNING
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one summary of untrained rows of special tokens nothing uses."""

@@ -16,7 +16,7 @@ from ...analysis.embeddings import (
 )
 from ...findings import Applicability, Edit, Finding, Fix, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _PINNED = ("zero", "tiny-norm", "non-finite")
 
@@ -74,6 +74,7 @@ class UntrainedTokenRows(Fixer):
     code = "FTX102"
     name = "untrained-token-rows"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per token with untrained rows (the rest summarised)."""
