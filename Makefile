@@ -39,8 +39,10 @@ lint: setup
 test: lint
 	$(BIN)/pytest -q
 
+# Cost vs model size, then the real Llama-3 tokenizer on 1B/8B/70B-shaped sparse checkpoints.
 bench: setup
 	$(BIN)/python benchmarks/bench_check.py
+	$(BIN)/python benchmarks/bench_embeddings.py --no-transformers
 
 # Hand-written mutants of the core (tools/mutants.toml); prints the score per area.
 mutation: setup

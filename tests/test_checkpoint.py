@@ -70,6 +70,22 @@ def test_special_tokens_v4_map_overrides_without_decoder(tmp_path):
     assert Checkpoint.open(path).special_tokens()["eos_token"] == "<|eot_id|>"
 
 
+def test_special_tokens_map_does_not_override_a_decoder_folder(tmp_path):
+    """With added_tokens_decoder (every save since transformers 4.34), tokenizer_config wins."""
+    path = build_tokenizer(tmp_path / "tok", layout="v4")
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    assert "added_tokens_decoder" in config
+    config["eos_token"] = "<|end_of_text|>"
+    (path / "tokenizer_config.json").write_text(json.dumps(config))
+    stale = json.loads((path / "special_tokens_map.json").read_text())
+    assert stale["eos_token"] != "<|end_of_text|>"  # the map still says something else
+    assert Checkpoint.open(path).special_tokens()["eos_token"] == "<|end_of_text|>"
+
+    from transformers import AutoTokenizer  # and transformers agrees
+
+    assert AutoTokenizer.from_pretrained(str(path)).eos_token == "<|end_of_text|>"
+
+
 def test_adapter_and_tokenizer_only(tmp_path):
     """adapter_config.json makes an adapter; tokenizer files alone make a tokenizer folder."""
     (tmp_path / "adapter").mkdir()

@@ -26,6 +26,8 @@ def _bpe_with_template(tmp_path: Path) -> str:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.add_special_tokens(["<s>", "</s>", AddedToken("<|im_end|>", special=True)])
     tok.add_tokens([AddedToken("merges", special=False)])  # a token named like the key
+    # Overlapping added tokens: tokenizers takes the longest match at a position.
+    tok.add_special_tokens([AddedToken("<|im", special=True, normalized=False)])
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A </s>", pair="<s> $A </s> $B", special_tokens=[("<s>", 0), ("</s>", 1)]
     )
@@ -168,3 +170,34 @@ def test_a_file_tokenizers_cannot_load_is_refused_at_open(tmp_path):
         TokenizerView(data, tmp_path / "tokenizer.json")
     with pytest.raises(BaseException, match="charsmap"):  # what the loader itself does
         Tokenizer.from_str(data.decode())
+
+
+def test_a_prefix_that_is_not_the_bos_token_is_not_adding_bos(tmp_path):
+    """A post-processor that puts another special first does not "add BOS" (FTX023/FTX024)."""
+    from ckpt_builders import build_tokenizer
+
+    from ftfix.analysis.vocab import bos_policy
+    from ftfix.io.checkpoint import Checkpoint
+
+    folder = build_tokenizer(tmp_path / "tok", bos_token="<|begin_of_text|>", add_bos=True)
+    doc = json.loads((folder / "tokenizer.json").read_text())
+    header = next(t for t in doc["added_tokens"] if t["content"] == "<|start_header_id|>")
+    doc["post_processor"] = {
+        "type": "TemplateProcessing",
+        "single": [
+            {"SpecialToken": {"id": "<|start_header_id|>", "type_id": 0}},
+            {"Sequence": {"id": "A", "type_id": 0}},
+        ],
+        "pair": [{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}],
+        "special_tokens": {
+            "<|start_header_id|>": {
+                "id": "<|start_header_id|>",
+                "ids": [header["id"]],
+                "tokens": ["<|start_header_id|>"],
+            }
+        },
+    }
+    (folder / "tokenizer.json").write_text(json.dumps(doc))
+    policy = bos_policy(Checkpoint.open(folder))
+    assert policy.prefix == (header["id"],)
+    assert policy.adds is False
