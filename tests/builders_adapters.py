@@ -253,3 +253,13 @@ def drop_layers(adapter: Path, layers: Sequence[int]) -> None:
     rewrite_tensors(
         adapter / ADAPTER_FILE, lambda n, d, s, b: None if any(m in n for m in marks) else (n, s, b)
     )
+
+
+def without_base(adapter: Path, hub_id: str = "ftfix-test-org/never-published-base") -> Path:
+    """Point the adapter at a base that cannot be had (offline, not cached): checked alone."""
+    config_path = adapter / "adapter_config.json"
+    config = json.loads(config_path.read_text())
+    config["base_model_name_or_path"] = hub_id
+    config_path.write_text(json.dumps(config, indent=2) + "\n")
+    (adapter / "README.md").unlink(missing_ok=True)  # peft's model card names the base too
+    return adapter

@@ -17,7 +17,7 @@ from ...analysis.adapters import (
 from ...analysis.context import Context
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _SHOWN = 3
 
@@ -54,6 +54,7 @@ class AdapterLayersMissing(Fixer):
     code = "FTX302"
     name = "adapter-layers-missing"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})  # the base, when there is one, gives the layer count
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding listing the modules missing on some layers."""
@@ -69,7 +70,7 @@ class AdapterLayersMissing(Fixer):
         if not have:
             return
         config = adapter.config
-        base = base_weights(ctx.base)
+        base = base_weights(ctx.base_or_none)
         stacks = {stack for stack, _ in have}
         expected = _expected_layers(stacks, have, base)
         if base is not None:

@@ -24,7 +24,7 @@ from ...analysis.context import Context
 from ...analysis.edits import edit_json
 from ...findings import Applicability, Edit, FileEdit, Finding, Fix, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 # Parts that only act through a module of the base; whole saved modules (modules_to_save) may
 # legitimately be new (a classification head), so they never make the adapter "aimed at nothing".
@@ -68,6 +68,7 @@ class AdapterTargetsMissing(Fixer):
     code = "FTX301"
     name = "adapter-targets-missing"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS, Need.BASE_WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding when some adapter modules are not in the base."""

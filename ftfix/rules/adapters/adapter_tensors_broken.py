@@ -14,7 +14,7 @@ from ...analysis.adapters import (
 from ...analysis.context import Context
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _SHOWN = 3
 
@@ -56,6 +56,7 @@ class AdapterTensorsBroken(Fixer):
     code = "FTX300"
     name = "adapter-tensors-broken"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})  # the base, when there is one, only adds shape checks
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding listing the broken modules (or the empty file)."""
@@ -78,7 +79,7 @@ class AdapterTensorsBroken(Fixer):
                     data={"bytes": adapter.size, "tensors": len(adapter.tensors)},
                 )
             return
-        base = base_weights(ctx.base)
+        base = base_weights(ctx.base_or_none)
         problems = {}
         for module, lora in loras.items():
             problem = shape_problem(adapter.config, lora, base)

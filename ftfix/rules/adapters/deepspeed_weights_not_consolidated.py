@@ -11,7 +11,7 @@ from ...errors import InvalidCheckpointError
 from ...findings import Finding, Severity
 from ...io.checkpoint import Kind
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _SHOWN = 3
 
@@ -48,6 +48,7 @@ class DeepspeedWeightsNotConsolidated(Fixer):
     code = "FTX305"
     name = "deepspeed-weights-not-consolidated"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the weights are placeholders or only DeepSpeed's files exist."""

@@ -12,7 +12,7 @@ from ...findings import Finding, Severity
 from ...io.checkpoint import Kind
 from ...io.safetensors import SafetensorsFile, TensorInfo
 from ...registry import register
-from ..base import Fixer
+from ..base import Fixer, Need
 
 _WINDOW = 64 * 1024  # bytes compared at the start, middle and end of each sampled tensor
 _PER_KIND = 3  # tensors of each kind (q_proj, down_proj, ...): first, middle and last layer
@@ -50,11 +50,12 @@ class MergedIdenticalToBase(Fixer):
     code = "FTX304"
     name = "merged-identical-to-base"
     severity = Severity.WARNING
+    needs = frozenset({Need.WEIGHTS, Need.BASE_WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a warning when every sampled window equals the base's."""
         target, base = ctx.target, ctx.base
-        if target.kind is not Kind.MERGED or base is None or base.kind is not Kind.MERGED:
+        if target.kind is not Kind.MERGED or base.kind is not Kind.MERGED:
             return
         if target.root.resolve() == base.root.resolve():
             return
