@@ -138,7 +138,11 @@ def _rename_fix(
     before = ctx.target.read_bytes(ADAPTER_WEIGHTS)
     if before is None or not renames:
         return None, "nothing to rename"
-    edits: list[Edit] = [FileEdit(ADAPTER_WEIGHTS, before, renamed_safetensors(before, renames))]
+    try:
+        after = renamed_safetensors(before, renames)
+    except ValueError as exc:  # two keys would become one: never plan a lossy rewrite
+        return None, str(exc)
+    edits: list[Edit] = [FileEdit(ADAPTER_WEIGHTS, before, after)]
     updates = _config_updates(adapter.config, sub, sorted(missing))
     if updates is None:
         return None, "target_modules is a regex that misses the renamed modules: rewrite it"
