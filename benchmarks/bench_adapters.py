@@ -7,7 +7,7 @@ its headers exist on disk. The adapter targets every linear module of every laye
 BF16: about 1 GB), also sparse except for the first `lora_B` tensor, which holds real values
 (a trained adapter); a second copy leaves every `lora_B` zero (a never-trained adapter: the
 worst case, every `lora_B` is read). Bytes read are the process's `rchar` (/proc/self/io) around
-`ftfix.check(..., select=["FTX3"])`, run in a fresh process each time.
+`ftfix.check(..., select=["FTX30"])`, run in a fresh process each time.
 """
 
 from __future__ import annotations
@@ -114,9 +114,9 @@ def rchar():
     with open("/proc/self/io") as f:
         return int(next(line for line in f if line.startswith("rchar")).split()[1])
 import ftfix
-ftfix.check(sys.argv[1], sys.argv[2], select=["FTX3"])  # warm imports and caches once
+ftfix.check(sys.argv[1], sys.argv[2], select=["FTX30"])  # warm imports and caches once
 before, start = rchar(), time.perf_counter()
-report = ftfix.check(sys.argv[1], sys.argv[2], select=["FTX3"])
+report = ftfix.check(sys.argv[1], sys.argv[2], select=["FTX30"])
 print(rchar() - before, time.perf_counter() - start, [f.code for f in report.findings])
 """
 

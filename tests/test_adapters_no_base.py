@@ -31,11 +31,11 @@ def offline(monkeypatch, tmp_path):
 
 
 def _codes(report):
-    return [f.code for f in report.findings if f.code.startswith("FTX3")]
+    return [f.code for f in report.findings if f.code.startswith("FTX30")]
 
 
 def _skipped(report):
-    return {s.code for s in report.skipped_rules if s.code.startswith("FTX3")}
+    return {s.code for s in report.skipped_rules if s.code.startswith("FTX30")}
 
 
 def test_healthy_adapter_alone(k, tmp_path, offline):

@@ -40,10 +40,10 @@ def test_noop_healthy_adapters_are_silent_and_untouched(k, tmp_path, name):
     finding (the untrained one: FTX303 only), and repair writes nothing."""
     adapter = copy_adapter(k[name], tmp_path / name)
     before = tree_digest(adapter)
-    report = ftfix.check(k["base"], adapter, select=["FTX3"])
+    report = ftfix.check(k["base"], adapter, select=["FTX30"])
     expected = ["FTX303"] if name == "untrained" else []
     assert [f.code for f in report.findings] == expected
-    ftfix.repair(k["base"], adapter, select=["FTX3"], unsafe_fixes=True)
+    ftfix.repair(k["base"], adapter, select=["FTX30"], unsafe_fixes=True)
     assert tree_digest(adapter) == before
 
 
@@ -64,7 +64,8 @@ def test_error_empty_tensors_zero3(k, tmp_path):
     assert "stage3_gather_16bit_weights_on_model_save" in finding.message
     assert finding.data["sharded"] is True
     # Neither "never trained" nor "aimed at nothing" piles onto an empty save.
-    assert [f.code for f in ftfix.check(k["base"], adapter, select=["FTX3"]).findings] == ["FTX300"]
+    report = ftfix.check(k["base"], adapter, select=["FTX30"])
+    assert [f.code for f in report.findings] == ["FTX300"]
 
 
 def test_error_names_the_recovery_command(k, tmp_path):
@@ -165,6 +166,7 @@ def test_noop_keys_with_the_adapter_name(k, tmp_path):
         lambda n, d, s, b: (n.replace(".weight", ".default.weight"), s, b),
     )
     np.testing.assert_allclose(peft_logits(k["base"], adapter), expected, atol=1e-6)
-    assert ftfix.check(k["base"], adapter, select=["FTX3"]).findings == []
+    assert ftfix.check(k["base"], adapter, select=["FTX30"]).findings == []
     zero_lora_b(adapter)
-    assert [f.code for f in ftfix.check(k["base"], adapter, select=["FTX3"]).findings] == ["FTX303"]
+    report = ftfix.check(k["base"], adapter, select=["FTX30"])
+    assert [f.code for f in report.findings] == ["FTX303"]

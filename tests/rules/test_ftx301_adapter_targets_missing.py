@@ -74,7 +74,7 @@ def test_fix_rename_loads_with_peft_like_the_original(k, tmp_path, name):
     report = ftfix.repair(k["llava"], adapter, unsafe_fixes=True)
     assert report.errors == []
     assert _found(ftfix.check(k["llava"], adapter)) == []
-    assert [f.code for f in ftfix.check(k["llava"], adapter, select=["FTX3"]).findings] == []
+    assert [f.code for f in ftfix.check(k["llava"], adapter, select=["FTX30"]).findings] == []
     keys = _keys(adapter)
     lora = [key for key in keys if ".lora_" in key]
     assert lora and all(

@@ -17,7 +17,7 @@ from ...analysis.adapters import (
 from ...analysis.context import Context
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer, Need
+from ..base import Fixer
 
 _SHOWN = 3
 
@@ -54,7 +54,8 @@ class AdapterLayersMissing(Fixer):
     code = "FTX302"
     name = "adapter-layers-missing"
     severity = Severity.ERROR
-    needs = frozenset({Need.WEIGHTS})  # the base, when there is one, gives the layer count
+    # The adapter (or folder) alone; an unreadable weight file is FTX90x's, and reads nothing.
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding listing the modules missing on some layers."""

@@ -8,7 +8,7 @@ from ...analysis.adapters import ADAPTER_WEIGHTS, AdapterTensor, all_zero, open_
 from ...analysis.context import Context
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer, Need
+from ..base import Fixer
 
 # Inits whose LoRA output starts at zero (peft's reset_lora_parameters zeroes lora_B for both);
 # PiSSA, OLoRA, LoftQ, EVA, CorDA and the others start elsewhere, and `False` is random.
@@ -48,7 +48,8 @@ class AdapterNeverTrained(Fixer):
     code = "FTX303"
     name = "adapter-never-trained"
     severity = Severity.ERROR
-    needs = frozenset({Need.WEIGHTS})
+    # The adapter (or folder) alone; an unreadable weight file is FTX90x's, and reads nothing.
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when every zero-initialised LoRA factor is still zero."""

@@ -14,7 +14,7 @@ from ...analysis.adapters import (
 from ...analysis.context import Context
 from ...findings import Finding, Severity
 from ...registry import register
-from ..base import Fixer, Need
+from ..base import Fixer
 
 _SHOWN = 3
 
@@ -56,7 +56,8 @@ class AdapterTensorsBroken(Fixer):
     code = "FTX300"
     name = "adapter-tensors-broken"
     severity = Severity.ERROR
-    needs = frozenset({Need.WEIGHTS})  # the base, when there is one, only adds shape checks
+    # The adapter (or folder) alone; an unreadable weight file is FTX90x's, and reads nothing.
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding listing the broken modules (or the empty file)."""

@@ -11,7 +11,7 @@ from ...errors import InvalidCheckpointError
 from ...findings import Finding, Severity
 from ...io.checkpoint import Kind
 from ...registry import register
-from ..base import Fixer, Need
+from ..base import Fixer
 
 _SHOWN = 3
 
@@ -48,7 +48,8 @@ class DeepspeedWeightsNotConsolidated(Fixer):
     code = "FTX305"
     name = "deepspeed-weights-not-consolidated"
     severity = Severity.ERROR
-    needs = frozenset({Need.WEIGHTS})
+    # The adapter (or folder) alone; an unreadable weight file is FTX90x's, and reads nothing.
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the weights are placeholders or only DeepSpeed's files exist."""
