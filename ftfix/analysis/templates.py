@@ -46,6 +46,7 @@ __all__ = [
     "markers_in",
     "reference",
     "reference_renders",
+    "reference_tokens",
     "splice_generation_prompt",
     "template_markers",
 ]
@@ -104,11 +105,14 @@ def reference_renders(ctx: Context, source: str, tokens: Mapping[str, str]) -> T
     comparisons; but a base template that needs a `bos_token` the fine-tune dropped (Qwen-style
     `bos_token: null`) only renders with the base's own tokens.
     """
-    renders = ctx.renders(source, tokens)
-    if breakage(renders) is None or ctx.base_or_none is None:
-        return renders
-    own = ctx.base_or_none.special_tokens()
-    return renders if own == dict(tokens) else ctx.renders(source, own)
+    return ctx.renders(source, reference_tokens(ctx, source, tokens))
+
+
+def reference_tokens(ctx: Context, source: str, tokens: Mapping[str, str]) -> Mapping[str, str]:
+    """The special tokens `reference_renders` renders the reference with (see there)."""
+    if breakage(ctx.renders(source, tokens)) is None or ctx.base_or_none is None:
+        return tokens
+    return ctx.base_or_none.special_tokens()
 
 
 # --------------------------------------------------------------------------- breakage
