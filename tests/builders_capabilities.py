@@ -88,6 +88,18 @@ STRIPS = {
         "{%- elif false %}",
         "tool results",
     ),
+    "llama3.1-tool-calls": (
+        lambda: corpus_template("meta-llama-Llama-3.1-8B-Instruct"),
+        "{%- elif 'tool_calls' in message %}",
+        "{%- elif false %}",
+        "tool calls",
+    ),
+    "mistral-nemo-tool-calls": (
+        lambda: realworld_template("mistral-nemo-instruct-2407"),
+        "{%- elif (message.tool_calls is defined and message.tool_calls is not none) %}",
+        "{%- elif false %}",
+        "tool calls",
+    ),
     "deepseek-r1-tool-results": (
         lambda: realworld_template("deepseek-r1-distill-qwen-32b"),
         "{%- if message['role'] == 'tool' %}",

@@ -46,6 +46,7 @@ __all__ = [
     "markers_in",
     "reference",
     "reference_renders",
+    "reference_tokens",
     "splice_generation_prompt",
     "template_markers",
 ]
@@ -104,11 +105,14 @@ def reference_renders(ctx: Context, source: str, tokens: Mapping[str, str]) -> T
     comparisons; but a base template that needs a `bos_token` the fine-tune dropped (Qwen-style
     `bos_token: null`) only renders with the base's own tokens.
     """
-    renders = ctx.renders(source, tokens)
-    if breakage(renders) is None or ctx.base_or_none is None:
-        return renders
-    own = ctx.base_or_none.special_tokens()
-    return renders if own == dict(tokens) else ctx.renders(source, own)
+    return ctx.renders(source, reference_tokens(ctx, source, tokens))
+
+
+def reference_tokens(ctx: Context, source: str, tokens: Mapping[str, str]) -> Mapping[str, str]:
+    """The special tokens `reference_renders` renders the reference with (see there)."""
+    if breakage(ctx.renders(source, tokens)) is None or ctx.base_or_none is None:
+        return tokens
+    return ctx.base_or_none.special_tokens()
 
 
 # --------------------------------------------------------------------------- breakage
@@ -277,11 +281,16 @@ class Header:
             `<|channel|>final<|message|>`, or the space of `Assistant: `; `""` for most
             templates; `None` when `text` is what precedes reasoning and a plain answer is
             framed otherwise (`<think></think>` against a `<think>\n` prompt).
+        thinking_off (`str`, *optional*): the prompt for `enable_thinking=False` when `text`
+            opens a reasoning block that answers without reasoning close empty: the whole
+            header of such an answer (`<|im_start|>assistant\n<think>\n\n</think>\n\n`).
+            `None` otherwise, and for templates that read `enable_thinking` themselves.
     """
 
     text: str
     suffix: str = ""
     gap: str | None = ""
+    thinking_off: str | None = None
 
 
 def _split_head(user_only: str, head: str) -> Header:
@@ -395,7 +404,13 @@ def _prompt_part(source: str, tokens: Mapping[str, str], header: Header) -> Head
     if not prompt.strip():
         return header
     gap = text[len(prompt) :] if text.startswith(prompt) else None
-    return Header(prompt, header.suffix, gap)
+    # The block every final answer opens can be closed at once, as the template closes it for
+    # answers without reasoning: that is the thinking switch's "off", unless the template has
+    # a switch of its own.
+    off = text if prompt == reasoning and text != prompt else None
+    if off is not None and "enable_thinking" in source:
+        off = None
+    return Header(prompt, header.suffix, gap, off)
 
 
 # --------------------------------------------------------------------------- splice
@@ -452,6 +467,11 @@ def _with_branch(source: str, header: Header) -> str:
             body, newline = source[: -len(ending)], ending
             break
     prompt = _jinja_string(header.text)
+    if header.thinking_off is not None:
+        prompt = (
+            "(" + _jinja_string(header.thinking_off) + " if enable_thinking is defined"
+            " and enable_thinking is false else " + prompt + ")"
+        )
     if not header.suffix:
         return body + "{%+ if add_generation_prompt %}{{ " + prompt + " }}{% endif %}" + newline
     # The template ends every conversation with the suffix (e.g. eos_token): capture its
@@ -538,7 +558,29 @@ def splice_generation_prompt(
         return Splice(
             None, header, "the prompt does not end where the template puts an assistant answer"
         )
+    if header.thinking_off is not None and not _switch_closes_block(
+        spliced, header, special_tokens
+    ):
+        return Splice(None, header, "enable_thinking=false does not close the reasoning block")
     return Splice(spliced, header)
+
+
+def _switch_closes_block(source: str, header: Header, tokens: Mapping[str, str]) -> bool:
+    """With `enable_thinking=False` the prompt is the header of an answer without reasoning."""
+    try:
+        plain = render(source, [_USER], special_tokens=tokens, enable_thinking=False)
+        flagged = render(
+            source,
+            [_USER],
+            add_generation_prompt=True,
+            special_tokens=tokens,
+            enable_thinking=False,
+        )
+    except TemplateRenderError:
+        return False
+    if header.suffix and plain.endswith(header.suffix):
+        plain = plain[: -len(header.suffix)]
+    return flagged == plain + str(header.thinking_off)
 
 
 # --------------------------------------------------------------------------- markers

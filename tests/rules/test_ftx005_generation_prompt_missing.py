@@ -234,3 +234,41 @@ def test_splice_reasoning_templates_like_the_original(name):
         assert mine.plain == theirs.plain
         if theirs.probe != "assistant-last":  # gpt-oss rewrites a final answer under the flag
             assert mine.with_prompt == theirs.with_prompt
+
+
+def test_spliced_prompt_honours_enable_thinking_false(make_checkpoint):
+    """Qwen3 without its prompt branch: the splice closes the think block on enable_thinking=False.
+
+    Qwen3 closes the block empty for answers without reasoning; the spliced switch does the
+    same, so `enable_thinking=False` renders exactly as Qwen3's own template does.
+    """
+    from builders_capabilities import edit, qwen3
+
+    original = qwen3()
+    lost = edit(
+        original,
+        "{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n"
+        "    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+        "        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- endif %}\n{%- endif %}",
+        "",
+    )
+    base = make_checkpoint("base", chat_template=None, **SPECIALS_CHATML)
+    ft = make_checkpoint("ft", chat_template=lost, **SPECIALS_CHATML)
+    finding = ftfix.check(base, ft, select=["FTX005"]).findings[0]
+    assert finding.data["assistant_header"] == "<|im_start|>assistant\n<think>\n"
+    ftfix.repair(base, ft, select=["FTX005"], unsafe_fixes=True)
+
+    from transformers import AutoTokenizer
+
+    def prompt(template_dir, **kwargs):
+        tokenizer = AutoTokenizer.from_pretrained(str(template_dir))
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": "hello"}],
+            add_generation_prompt=True,
+            tokenize=False,
+            **kwargs,
+        )
+
+    reference = make_checkpoint("reference", chat_template=original, **SPECIALS_CHATML)
+    assert prompt(ft, enable_thinking=False) == prompt(reference, enable_thinking=False)
+    assert prompt(ft).endswith("<|im_start|>assistant\n<think>\n")

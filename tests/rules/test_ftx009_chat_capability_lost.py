@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from builders_capabilities import STRIPS, edit, qwen3
+from builders_capabilities import STRIPS, corpus_template, edit, qwen3, realworld_template
 from ckpt_builders import CHATML_TEMPLATE, SPECIALS_CHATML
 
 import ftfix
@@ -127,3 +127,25 @@ def test_template_option_is_the_reference(make_checkpoint, tmp_path):
     trained.write_text(original, "utf-8")
     report = ftfix.check(base, ft, select=["FTX009"], template=trained)
     assert [f.code for f in report.findings] == ["FTX009"]
+
+
+def test_real_fine_tune_that_lost_tools(make_checkpoint):
+    """Reflection-Llama-3.1-70B saved a plain Llama 3 template over Llama 3.1 Instruct's.
+
+    Its base renders tools and tool calls; the published fine-tune's template drops both, and
+    renders plain conversations differently too (no "Cutting Knowledge Date" system header), so
+    the loss is named without a fix: restoring the base template would change more than tools.
+    """
+    base_template = corpus_template("meta-llama-Llama-3.1-8B-Instruct")
+    published = realworld_template("reflection-llama-3.1-70b")
+    base = make_checkpoint("base", chat_template=base_template)
+    ft = make_checkpoint("ft", chat_template=published)
+    report = ftfix.check(base, ft, select=["FTX004", "FTX009"])
+    assert [f.code for f in report.findings] == ["FTX004", "FTX009"]
+    finding = report.findings[1]
+    assert [(loss["capability"], loss["how"]) for loss in finding.data["lost"]] == [
+        ("tools", "dropped"),
+        ("tool calls", "dropped"),
+    ]
+    assert finding.fix is None
+    assert "does not support tools" in finding.message

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from ...analysis.capabilities import CONSEQUENCES, losses, only_losses_differ, probes_same
 from ...analysis.context import Context
 from ...analysis.edits import edit_chat_templates
-from ...analysis.templates import breakage, reference, reference_renders
+from ...analysis.templates import breakage, reference, reference_renders, reference_tokens
 from ...findings import Applicability, Finding, Fix, Severity
 from ...registry import register
 from ..base import Fixer
@@ -72,9 +72,7 @@ class ChatCapabilityLost(Fixer):
         mine = ctx.renders(source, tokens)
         if breakage(mine) is not None or breakage(theirs) is not None:
             return  # FTX003 speaks for a broken template
-        # The reference renders with the tokens reference_renders settled on.
-        ref_tokens = tokens if theirs is ctx.renders(base_source, tokens) else None
-        ref_tokens = ref_tokens if ref_tokens is not None else ctx.base.special_tokens()
+        ref_tokens = reference_tokens(ctx, base_source, tokens)
         same = probes_same(mine, theirs)
         target_shapes = ctx.shape_renders(source, tokens)
         ref_shapes = ctx.shape_renders(base_source, ref_tokens)

@@ -53,6 +53,12 @@ class GenerationPromptMissing(Fixer):
     as before; with it, each render ends with exactly the assistant header; and in a multi-turn
     conversation the prompt ends exactly where the template puts the next assistant answer.
     It is written to every place the fine-tune stores its default template.
+    The header is what every final answer starts with: for a reasoning template that opens a
+    block in every final answer (Qwen3's `<think>\n`, closed empty when there is no reasoning)
+    the prompt opens it, and `enable_thinking=False` closes it at once as the template closes
+    it for answers without reasoning (unless the template reads `enable_thinking` itself); for
+    gpt-oss, whose answers and reasoning go to different channels, it stops at
+    `<|start|>assistant`. Trailing spaces (`Assistant: `) are left to the model.
 
     ## Fix safety
     Unsafe: it edits the fine-tune's template. The header is derived from the template's own

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from ...analysis.capabilities import thinking_default
 from ...analysis.context import Context
-from ...analysis.templates import breakage, reference, reference_renders
+from ...analysis.templates import breakage, reference, reference_renders, reference_tokens
 from ...findings import Finding, Severity
 from ...registry import register
 from ..base import Fixer
@@ -64,8 +64,7 @@ class ThinkingDefaultChanged(Fixer):
         theirs = reference_renders(ctx, base_source, tokens)
         if breakage(ctx.renders(source, tokens)) is not None or breakage(theirs) is not None:
             return
-        ref_tokens = tokens if theirs is ctx.renders(base_source, tokens) else None
-        ref_tokens = ref_tokens if ref_tokens is not None else ctx.base.special_tokens()
+        ref_tokens = reference_tokens(ctx, base_source, tokens)
         mine = thinking_default(ctx.shape_renders(source, tokens))
         expected = thinking_default(ctx.shape_renders(base_source, ref_tokens))
         if mine is None or expected is None or mine == expected:
