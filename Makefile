@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: setup demo test lint bench mutation clean
+.PHONY: setup demo test lint bench mutation clean venv-tf4
 
 $(BIN)/.installed: pyproject.toml constraints-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,23 @@ demo: setup
 	@printf '\n== after: what transformers renders ==\n'
 	$(BIN)/python examples/show_generation_prompt.py $(DEMO)/finetuned
 
+# transformers 4.x beside the dev venv's 5.x, for the cross-version tests (tokenizers only, no
+# torch): tests/builders_config.py finds it, and skips those tests when it cannot be built.
+TF4_VENV ?= .venv-tf4
+$(TF4_VENV)/bin/.installed:
+	$(PYTHON) -m venv $(TF4_VENV)
+	$(TF4_VENV)/bin/python -m pip install -q 'transformers>=4.57,<4.58' jinja2
+	touch $@
+
+venv-tf4: $(TF4_VENV)/bin/.installed
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 test: lint
+	-$(MAKE) venv-tf4  # the cross-version tests skip if it cannot be built
 	$(BIN)/pytest -q
 
 # Cost vs model size, then the real Llama-3 tokenizer on 1B/8B/70B-shaped sparse checkpoints.

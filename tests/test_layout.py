@@ -151,6 +151,7 @@ FAMILIES = {
     "FTX5": "gguf",
     "FTX92": "folder",  # issue 19
     "FTX93": "folder",
+    "FTX40": "config",  # issue 14
 }
 
 

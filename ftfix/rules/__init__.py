@@ -2,7 +2,8 @@
 
 `templates/` FTX00x-01x, `tokenizer/` FTX02x, `weights/` FTX1xx, `stops/` FTX2xx, `adapters/`
 FTX3xx, `gguf/` FTX5xx (GGUF files), `files/` FTX900-919 (unreadable files), `folder/`
-FTX920-939 (folders transformers cannot load). Importing a family registers its rules; adding a
+FTX920-939 (folders transformers cannot load), `config/` FTX40x (config.json and headers in
+training or merge state). Importing a family registers its rules; adding a
 rule is one module and one line in its family's `__init__`.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from . import (  # one family a line: branches that add families merge cleanly
     adapters,
+    config,
     files,
     folder,
     gguf,
@@ -21,6 +23,7 @@ from . import (  # one family a line: branches that add families merge cleanly
 
 __all__ = [
     "adapters",
+    "config",
     "files",
     "folder",
     "gguf",
