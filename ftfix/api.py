@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import registry, write
-from .analysis.context import Options
+from .analysis.context import Context, Options
 from .errors import (
     CheckpointNotFoundError,
     FtfixError,
@@ -26,6 +26,7 @@ from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
+from .runtimes import answers as answer_runtimes
 
 __all__ = ["check", "explain", "repair", "undo"]
 
@@ -254,6 +255,7 @@ def check(
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
     gguf: PathLike | None = None,
+    runtimes: bool = False,
 ) -> Report:
     """Check a fine-tuned checkpoint, with its base when one is at hand. Writes nothing.
 
@@ -276,6 +278,9 @@ def check(
         gguf (`str` or `os.PathLike`, *optional*): a GGUF file converted from `finetuned`, to
             check against it. A `finetuned` that is a `.gguf` file is checked on its own, or
             against `base` when given.
+        runtimes (`bool`, *optional*, defaults to `False`): also answer, per runtime (vLLM,
+            llama.cpp, Ollama, ...), whether it loads the folder, renders its template and stops
+            (`report.runtimes`).
 
     Returns:
         `Report`: `report.ok` is `True` when no error remains.
@@ -306,6 +311,8 @@ def check(
     plan = _build(found, target, fixers, options, apply_fixes=False)
     report = _report("check", found, target, plan, fail_on)
     report.remaining = list(plan.findings)
+    if runtimes:
+        report.runtimes = answer_runtimes(Context(found.checkpoint, target, options))
     return report
 
 

@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="report problems; write nothing")
     _add_common(check)
+    check.add_argument(
+        "--runtimes",
+        action="store_true",
+        help="also show, per runtime (transformers, vLLM, llama.cpp, Ollama, ...), whether it "
+        "loads the folder, which template it renders and which ids stop it",
+    )
 
     repair = sub.add_parser("repair", help="apply safe fixes (unsafe ones with --unsafe-fixes)")
     _add_common(repair)
@@ -187,6 +193,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         fail_on=args.fail_on,
         template=args.template,
         gguf=args.gguf,
+        runtimes=args.runtimes,
     )
 
 

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .findings import Applicability, Finding, RuleFailure, RuleSkip, Severity
+from .runtimes import Answer
+from .runtimes.table import render_html as runtimes_html
+from .runtimes.table import render_text as runtimes_text
 
 __all__ = ["JSON_SCHEMA_VERSION", "Report"]
 
@@ -50,6 +53,7 @@ class Report:
             readable file), with why; printed as one notice.
         internal_errors (`list[RuleFailure]`): rules that raised (a bug in ftfix); the other
             rules ran; `exit_code` 3.
+        runtimes (`list[Answer]`): each runtime's answer, when asked for (`runtimes=True`).
     """
 
     base: str | None
@@ -68,6 +72,7 @@ class Report:
     base_source: str | None = None
     skipped_rules: list[RuleSkip] = field(default_factory=list)
     internal_errors: list[RuleFailure] = field(default_factory=list)
+    runtimes: list[Answer] = field(default_factory=list)
 
     # ------------------------------------------------------------- verdict
     @property
@@ -145,6 +150,8 @@ class Report:
         notice = self.notice()
         if notice:
             lines.append(notice)
+        if self.runtimes:
+            lines.append(runtimes_text(self.runtimes))
         lines.append(self.summary())
         return "\n".join(lines)
 
@@ -243,6 +250,7 @@ class Report:
                 {"code": f.code, "name": f.name, "message": f.message, "traceback": f.traceback}
                 for f in self.internal_errors
             ],
+            **({"runtimes": [a.to_dict() for a in self.runtimes]} if self.runtimes else {}),
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:
@@ -287,5 +295,6 @@ class Report:
         return (
             f"<div><p><b>ftfix {html.escape(self.mode)}</b> {html.escape(self.finetuned)} "
             f"(base {html.escape(self.base or 'none')})</p>{table}"
-            f"<p>{html.escape(self.summary())}</p></div>"
+            + (runtimes_html(self.runtimes) if self.runtimes else "")
+            + f"<p>{html.escape(self.summary())}</p></div>"
         )

@@ -1,7 +1,9 @@
 """The package's folders are its architecture: imports flow one way, and a test holds it.
 
 faces (cli, verify, integrations) -> orchestration (api, plan, batch, report, readme) -> rules
-(and the registry) -> analysis -> io -> data (errors, findings, version). The writer (`write/`)
+(and the registry) -> runtimes -> analysis -> io -> data (errors, findings, version). Runtimes
+are knowledge (what vLLM, llama.cpp, Ollama... read from a folder) that both the rules and the
+report read, built on analysis: so they sit between the two. The writer (`write/`)
 stands apart: only orchestration and faces import it, and it imports io and data only. Every
 import counts, including those inside functions and under TYPE_CHECKING.
 """
@@ -20,9 +22,10 @@ RANKS = {
     "data": 0,
     "io": 1,
     "analysis": 2,
-    "rules": 3,
-    "orchestration": 4,
-    "faces": 5,
+    "runtimes": 3,
+    "rules": 4,
+    "orchestration": 5,
+    "faces": 6,
 }
 WRITER_MAY_IMPORT = {"data", "io", "write"}
 IMPORTS_WRITER = {"orchestration", "faces", "write"}
@@ -32,7 +35,7 @@ def layer(module: str) -> str:
     """The layer of a dotted module name inside ftfix."""
     parts = module.split(".")[1:]
     head = parts[0] if parts else "__init__"
-    if head in ("io", "analysis", "rules", "write"):
+    if head in ("io", "analysis", "runtimes", "rules", "write"):
         return head
     if head in ("errors", "findings", "_version"):
         return "data"
@@ -95,7 +98,7 @@ def violations() -> list[str]:
             elif mine != "write" and theirs != "write" and RANKS[theirs] > RANKS[mine]:
                 bad.append(
                     f"{where} ({theirs}): imports flow faces -> orchestration -> rules -> "
-                    "analysis -> io"
+                    "runtimes -> analysis -> io"
                 )
     return bad
 
@@ -112,6 +115,7 @@ def test_imports_flow_one_way():
         ("ftfix.api", "orchestration"),
         ("ftfix.rules.stops.pad_token_is_eos", "rules"),
         ("ftfix.analysis.stops", "analysis"),
+        ("ftfix.runtimes.vllm", "runtimes"),
         ("ftfix.io.checkpoint", "io"),
         ("ftfix.write.commit", "write"),
         ("ftfix.errors", "data"),

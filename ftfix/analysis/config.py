@@ -17,6 +17,8 @@ from ..io.checkpoint import Checkpoint, Kind
 __all__ = [
     "CONFIG",
     "DTYPE_NAMES",
+    "GENERIC_FAST_TOKENIZER",
+    "TRANSFORMERS5_ONLY_TOKENIZERS",
     "WRAPPER_PREFIXES",
     "HeadPair",
     "auto_map_files",
@@ -31,6 +33,12 @@ __all__ = [
 ]
 
 CONFIG = "config.json"
+
+# The class transformers 5 writes for any tokenizer backed by tokenizer.json; transformers 4
+# has no class of that name ("Tokenizer class TokenizersBackend does not exist").
+TRANSFORMERS5_ONLY_TOKENIZERS = frozenset({"TokenizersBackend"})
+# The generic class every transformers version loads tokenizer.json with.
+GENERIC_FAST_TOKENIZER = "PreTrainedTokenizerFast"
 
 # safetensors dtype code -> the name transformers writes in `dtype` / `torch_dtype`.
 DTYPE_NAMES: Mapping[str, str] = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...analysis.config import GENERIC_FAST_TOKENIZER as GENERIC_FAST
+from ...analysis.config import TRANSFORMERS5_ONLY_TOKENIZERS as TRANSFORMERS5_ONLY
 from ...analysis.context import Context
 from ...analysis.edits import edit_json
 from ...analysis.vocab import compatible
@@ -11,11 +13,6 @@ from ...findings import Applicability, Finding, Fix, Severity
 from ...io.checkpoint import TOKENIZER_CONFIG
 from ...registry import register
 from ..base import Fixer
-
-# The class transformers 5 writes for any tokenizer backed by tokenizer.json; transformers 4
-# has no class of that name ("Tokenizer class TokenizersBackend does not exist").
-TRANSFORMERS5_ONLY = frozenset({"TokenizersBackend"})
-GENERIC_FAST = "PreTrainedTokenizerFast"
 
 
 @register

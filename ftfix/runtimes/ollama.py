@@ -1,0 +1,101 @@
+"""Ollama (modelled on 0.12): `ollama create -f Modelfile` with `FROM model.gguf`.
+
+Facts relied on (ollama/ollama):
+- `server/model.go` (`detectChatTemplate`) and `template/template.go` (`Named`): Ollama never
+  runs the GGUF's Jinja template. It looks for the library template (`template/index.json`)
+  closest to it by Levenshtein distance and uses it only when the distance is below 100;
+  otherwise the prompt is the bare `{{ .Prompt }}` (roles dropped) unless the Modelfile has a
+  `TEMPLATE`. A matched template brings its own `stop` parameters.
+- The runner is llama.cpp: the GGUF's end-of-generation set (see `ftfix.runtimes.llamacpp`).
+ftfix does not ship Ollama's library: a template within 100 edits of the base's is assumed to
+match what the base matched; further away it falls back to the bare prompt.
+"""
+
+from __future__ import annotations
+
+from .base import Answer, Facts, Runtime, Verdict
+from .llamacpp import converter_problems, eog_ids, gguf_template
+
+MATCH_DISTANCE = 100
+
+
+def edit_distance_below(a: str, b: str, limit: int) -> int | None:
+    """Levenshtein distance of `a` and `b` when it is below `limit`, else `None`.
+
+    Banded: only cells within `limit` of the diagonal are computed, so a 10 kB template costs
+    about 2 million steps, not 100 million.
+    """
+    if abs(len(a) - len(b)) >= limit:
+        return None
+    big = limit + 1
+    previous = {j: j for j in range(min(len(b), limit) + 1)}
+    for i in range(1, len(a) + 1):
+        current: dict[int, int] = {}
+        low, high = max(0, i - limit), min(len(b), i + limit)
+        if low == 0:
+            current[0] = i
+        for j in range(max(1, low), high + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(
+                previous.get(j, big) + 1,
+                current.get(j - 1, big) + 1,
+                previous.get(j - 1, big) + cost,
+            )
+        if min(current.values(), default=big) >= limit:
+            return None
+        previous = current
+    distance = previous.get(len(b), big)
+    return distance if distance < limit else None
+
+
+class Ollama(Runtime):
+    """Ollama importing the GGUF llama.cpp's converter writes."""
+
+    name = "Ollama"
+    version = "0.12"
+    sources = ("server/model.go (detectChatTemplate)", "template/template.go (Named)")
+
+    def answer(self, facts: Facts) -> Answer:
+        """Same load and stop rules as llama.cpp; the template is matched by edit distance."""
+        reasons = [(Verdict.WILL_NOT_LOAD, p) for p in converter_problems(facts, facts.adapter)]
+        source = gguf_template(facts)
+        if source is None:
+            template = "bare {{ .Prompt }}"
+            reasons.append(
+                (
+                    Verdict.DIFFERENT_PROMPT,
+                    "no chat template in the GGUF: Ollama sends the bare prompt; add TEMPLATE "
+                    "to the Modelfile",
+                )
+            )
+        elif facts.base_template is None:
+            template = "library match unknown"
+        elif edit_distance_below(source, facts.base_template, MATCH_DISTANCE) is not None:
+            template = "library match (as the base)"
+        else:
+            template = "bare {{ .Prompt }}"
+            reasons.append(
+                (
+                    Verdict.DIFFERENT_PROMPT,
+                    f"the template is {MATCH_DISTANCE}+ edits from the base's: Ollama matches no "
+                    "library template and sends the bare prompt; add a TEMPLATE (Go template) "
+                    "to the Modelfile",
+                )
+            )
+        ids = eog_ids(facts)
+        if facts.stops(ids) is False:
+            reasons.append(
+                (
+                    Verdict.WILL_NOT_STOP,
+                    f"turns end with {facts.end_of_turn} ({facts.end_of_turn_id}), not among "
+                    f"{list(ids)}: add PARAMETER stop {facts.end_of_turn} to the Modelfile",
+                )
+            )
+        return self.build(
+            facts,
+            loads=not any(v is Verdict.WILL_NOT_LOAD for v, _ in reasons),
+            template=template,
+            stop_ids=ids,
+            bos_doubled=None,
+            reasons=reasons,
+        )
