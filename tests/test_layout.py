@@ -156,6 +156,7 @@ FAMILIES = {
     "FTX92": "folder",  # issue 19
     "FTX93": "folder",
     "FTX40": "config",  # issue 14
+    "FTX42": "runtime",  # issue 14
 }
 
 

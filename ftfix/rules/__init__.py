@@ -3,8 +3,9 @@
 `templates/` FTX00x-01x, `tokenizer/` FTX02x, `weights/` FTX1xx, `stops/` FTX2xx, `adapters/`
 FTX3xx, `gguf/` FTX5xx (GGUF files), `files/` FTX900-919 (unreadable files), `folder/`
 FTX920-939 (folders transformers cannot load), `config/` FTX40x (config.json and headers in
-training or merge state). Importing a family registers its rules; adding a
-rule is one module and one line in its family's `__init__`.
+training or merge state), `runtime/` FTX42x (adapters a serving runtime cannot load). Importing
+a family registers its rules; adding a rule is one module and one line in its family's
+`__init__`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from . import (  # one family a line: branches that add families merge cleanly
     files,
     folder,
     gguf,
+    runtime,
     stops,
     templates,
     tokenizer,
@@ -27,6 +29,7 @@ __all__ = [
     "files",
     "folder",
     "gguf",
+    "runtime",
     "stops",
     "templates",
     "tokenizer",

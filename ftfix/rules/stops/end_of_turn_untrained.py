@@ -37,8 +37,9 @@ class EndOfTurnUntrained(Fixer):
     ## Fix
     None automatic, and no config change helps. Retrain with the embedding and output rows
     trainable (`modules_to_save=["embed_tokens", "lm_head"]`, or
-    `trainable_token_indices=[<id>]` in PEFT), or end turns with a token the model already emits
-    and make that the eos.
+    `trainable_token_indices=[<id>]` in PEFT) and serve the merged model (vLLM, SGLang and
+    llama.cpp do not load those parts of an adapter), or end turns with a token the model
+    already emits and make that the eos.
 
     ## Fix safety
     No fix is offered: the weights must be trained.
@@ -62,8 +63,8 @@ class EndOfTurnUntrained(Fixer):
         yield self.finding(
             f"the output row of {setup.describe()} ({row.describe()}) is {row.reason}: the model "
             "cannot emit the end of turn, so no stop token config helps; train lm_head and "
-            "embed_tokens (modules_to_save or trainable_token_indices) or end turns with a "
-            "trained token",
+            "embed_tokens (modules_to_save or trainable_token_indices, then serve merged) or end "
+            "turns with a trained token",
             path=None if row.in_base else row.path,
             data={
                 "end_of_turn": setup.token,

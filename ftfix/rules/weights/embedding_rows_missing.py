@@ -27,7 +27,8 @@ from ..base import Fixer, Need
 _SAVE_HINT = (
     'save the rows when training: modules_to_save=["embed_tokens", "lm_head"] in the '
     "LoraConfig, save_embedding_layers=True in save_pretrained(), or trainable_token_indices "
-    "for just the new tokens"
+    "for just the new tokens; then merge the adapter and serve the merged model (vLLM, SGLang "
+    "and llama.cpp cannot load modules_to_save or trainable tokens)"
 )
 
 
@@ -62,7 +63,8 @@ class EmbeddingRowsMissing(Fixer):
     head is tied to the embedding. Growing rewrites the shard holding the tensor (streamed,
     never held in memory, replaced atomically); `ftfix undo` restores the original bytes. For an
     adapter there is no fix: save the rows when training (`modules_to_save=["embed_tokens",
-    "lm_head"]`, `save_embedding_layers=True`, or `trainable_token_indices`).
+    "lm_head"]`, `save_embedding_layers=True`, or `trainable_token_indices`), and serve the
+    merged model: vLLM, SGLang and llama.cpp do not load those parts of an adapter.
 
     ## Fix safety
     Unsafe: it adds weights the model never trained (they only let the model read the new

@@ -36,7 +36,8 @@ class MeanInitializedTokenRows(Fixer):
 
     ## Fix
     None. Only training teaches the model a token: train `embed_tokens`/`lm_head`
-    (`modules_to_save`) or the token's rows (`trainable_token_indices`), and run `ftfix verify`
+    (`modules_to_save`) or the token's rows (`trainable_token_indices`), serve the merged model
+    (vLLM, SGLang and llama.cpp do not load those parts of an adapter), and run `ftfix verify`
     to see whether the model answers and stops.
 
     ## Fix safety

@@ -68,7 +68,9 @@ class UntrainedTokenRows(Fixer):
     model read the token but does not teach it the token, and in particular does not teach it
     to stop. The real cure is retraining with trainable rows (`modules_to_save=["embed_tokens",
     "lm_head"]`, or `trainable_token_indices` for just these tokens), or mapping eos onto a
-    token the model was trained to emit; `ftfix verify` shows whether generation stops.
+    token the model was trained to emit; serve the merged model (vLLM, SGLang and llama.cpp do
+    not load `modules_to_save` or trainable tokens of an adapter); `ftfix verify` shows whether
+    generation stops.
     """
 
     code = "FTX102"
@@ -117,7 +119,7 @@ class UntrainedTokenRows(Fixer):
             message += (
                 "; the adapter takes these rows from the base model, which ftfix never modifies: "
                 f"retrain with trainable_token_indices={ids} or "
-                'modules_to_save=["embed_tokens", "lm_head"]'
+                'modules_to_save=["embed_tokens", "lm_head"], then serve the merged model'
             )
         title = (
             "Set untrained rows to the mean of the rows of the token's pieces"
