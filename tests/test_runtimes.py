@@ -113,7 +113,8 @@ def test_generation_config_that_never_stops(make_checkpoint):
 
 def test_llama_cpp_template_precedence_is_the_converters(pair):
     """Both a key and a .jinja file that differ: transformers renders the file, llama.cpp's
-    converter writes the key into the GGUF (proven with gguf-py's SpecialVocab)."""
+    converter writes the key into the GGUF (proven with gguf-py's SpecialVocab); TGI's router
+    reads the key (router/src/server.rs HubTokenizerConfig)."""
     gguf_vocab = pytest.importorskip("gguf.vocab")
     from transformers import AutoTokenizer
 
@@ -122,6 +123,7 @@ def test_llama_cpp_template_precedence_is_the_converters(pair):
     by = _answers(base, ft)
     assert by["llama.cpp"].verdict is Verdict.DIFFERENT_PROMPT
     assert by["llama.cpp"].template.startswith("tokenizer_config.json[chat_template]")
+    assert by["TGI"].verdict is Verdict.DIFFERENT_PROMPT  # its router reads the key too
     assert by["transformers 5"].template == "chat_template.jinja"
     assert gguf_vocab.SpecialVocab(ft).chat_template == CHATML_TEMPLATE
     assert AutoTokenizer.from_pretrained(str(ft)).chat_template == LLAMA3_TEMPLATE
