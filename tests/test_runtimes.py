@@ -281,3 +281,14 @@ def test_report_text_json_html_and_cli(make_checkpoint, capsys):
     assert (
         read_json(ft, "generation_config.json")["eos_token_id"] == END_OF_TEXT
     )  # check wrote nothing
+
+
+def test_drifted_architecture_breaks_vllm_and_llama_cpp_only(pair):
+    """A bare `LlamaModel` over the base's keys: vLLM (embedding model) and llama.cpp's converter
+    (class by name) break; transformers and mlx-lm go by model_type."""
+    base, ft = pair
+    set_json(_portable(ft), "config.json", architectures=["LlamaModel"])
+    by = _answers(base, ft)
+    assert by["vLLM"].verdict is Verdict.WILL_NOT_LOAD and "FTX403" in by["vLLM"].reasons[0]
+    assert by["llama.cpp"].verdict is Verdict.WILL_NOT_LOAD
+    assert by["transformers 5"].verdict is Verdict.OK and by["mlx-lm"].verdict is Verdict.OK

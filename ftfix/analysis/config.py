@@ -20,7 +20,9 @@ __all__ = [
     "GENERIC_FAST_TOKENIZER",
     "TRANSFORMERS5_ONLY_TOKENIZERS",
     "WRAPPER_PREFIXES",
+    "ArchitectureDrift",
     "HeadPair",
+    "architecture_drift",
     "auto_map_files",
     "config_dtypes",
     "head_pair",
@@ -208,3 +210,57 @@ def _refs(value: Any) -> Iterable[str]:
         yield value
     elif isinstance(value, list | tuple):
         yield from (v for v in value if isinstance(v, str))
+
+
+_HEADED = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel")
+
+
+def _names(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+@dataclass(frozen=True)
+class ArchitectureDrift:
+    """config.json names another class than the base while the weights are the base class's.
+
+    Args:
+        found (`list[str]`): the fine-tune's `architectures` (empty when missing).
+        expected (`list[str]`): the base's.
+        why (`str`): the evidence that the weights are the base class's, for messages.
+    """
+
+    found: list[str]
+    expected: list[str]
+    why: str
+
+
+def architecture_drift(target: Checkpoint, base: Checkpoint) -> ArchitectureDrift | None:
+    """The drift of `architectures` from the base's, when the weight keys show it is only a name.
+
+    Same model_type, and either the very tensor names of the base's weights or, without those,
+    an output head or `model.`-prefixed keys next to a base class with a head.
+    """
+    base_config = base.json(CONFIG)
+    if target.kind is not Kind.MERGED or base_config is None:
+        return None
+    expected = _names(base_config.get("architectures"))
+    found = _names(target.config.get("architectures"))
+    if not expected or found == expected:
+        return None
+    if target.config.get("model_type") != base_config.get("model_type"):
+        return None  # another model family altogether: not a drifted name
+    keys = set(weight_keys(target))
+    if not keys:
+        return None
+    base_keys = set(weight_keys(base)) if base.kind is Kind.MERGED else set()
+    if base_keys:
+        if keys != base_keys:
+            return None
+        return ArchitectureDrift(found, expected, "the stored weight keys are the base's")
+    headed = any(k.endswith("lm_head.weight") for k in keys) or all(
+        k.startswith("model.") for k in keys
+    )
+    if not (headed and expected[0].endswith(_HEADED)):
+        return None
+    why = "the stored weights have the base class's layout (output head, model. keys)"
+    return ArchitectureDrift(found, expected, why)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any, ClassVar
 
 from ..analysis.config import (
     CONFIG,
+    architecture_drift,
     auto_map_files,
     quantized_tensors,
     weight_keys,
@@ -112,6 +113,9 @@ class Facts:
         blockers (`tuple[str, ...]`): what stops any transformers-based loader, with its fix.
         adapter (`Mapping[str, Any]`, *optional*): adapter_config.json of an adapter.
         base_template (`str`, *optional*): the base's default template.
+        base_tied (`bool`): the base ties its head to the embedding.
+        drifted_architecture (`str`, *optional*): `architectures` when it is only a drifted
+            name of the base's class (FTX403), else `None`.
     """
 
     kind: Kind
@@ -133,7 +137,7 @@ class Facts:
     adapter: Mapping[str, Any] | None = None
     base_template: str | None = None
     base_tied: bool = False
-    extras: Mapping[str, Any] = field(default_factory=dict)
+    drifted_architecture: str | None = None
 
     @property
     def transformers_template(self) -> str | None:
@@ -274,6 +278,17 @@ def gather(ctx: Context) -> Facts:
         adapter=adapter,
         base_template=ctx.base.chat_template(),
         base_tied=base_config.get("tie_word_embeddings") is True,
+        drifted_architecture=_drifted(ctx),
+    )
+
+
+def _drifted(ctx: Context) -> str | None:
+    drift = architecture_drift(ctx.target, ctx.base)
+    if drift is None:
+        return None
+    return (
+        f"architectures is {drift.found or 'missing'}, not the base's {drift.expected}: set it "
+        "back in config.json (FTX403)"
     )
 
 

@@ -7,8 +7,10 @@ Facts relied on (ggml-org/llama.cpp):
   tokenizer_config.json's `eos_token` text looked up in tokenizer.json's added tokens, else an
   integer `eos_token_id` of config.json (a list is ignored); `add_bos_token` comes from
   tokenizer_config.json or the post-processor. generation_config.json is never read.
-- `convert_hf_to_gguf.py`: BPE vocabularies are read with transformers' `AutoTokenizer`, so a
-  tokenizer_class only transformers 5 knows fails under transformers 4.
+- `convert_hf_to_gguf.py`: the model class is looked up by `architectures[0]`
+  (`ModelBase.from_model_architecture`), "Model X is not supported" otherwise; BPE vocabularies
+  are read with transformers' `AutoTokenizer`, so a tokenizer_class only transformers 5 knows
+  fails under transformers 4.
 - `src/llama-vocab.cpp` (`llama_vocab::impl::load`, "maintain a list of tokens that cause
   end-of-generation"): the runtime stops on the eos id plus every token whose text is one of a
   fixed list (`<|eot_id|>`, `<|im_end|>`, `<|end|>`, `<end_of_turn>`, `<|endoftext|>`, ...).
@@ -55,6 +57,10 @@ def gguf_template(facts: Facts) -> str | None:
 def converter_problems(facts: Facts, adapter: Mapping[str, object] | None) -> list[str]:
     """Why the conversion to GGUF fails, each with its fix."""
     found = list(facts.blockers)
+    if facts.drifted_architecture:
+        found.append(
+            "convert_hf_to_gguf.py looks the class up by name: " + facts.drifted_architecture
+        )
     if facts.tokenizer_class in TRANSFORMERS5_ONLY_TOKENIZERS:
         found.append(
             f"tokenizer_class {facts.tokenizer_class} fails AutoTokenizer under transformers "

@@ -15,6 +15,8 @@ Facts relied on (vllm-project/vllm):
   load; peft's trainable-token rows are "unsupported LoRA weight".
 - `models/llama.py`, `qwen2.py`, ... `load_weights`: with `tie_word_embeddings` every stored
   `lm_head.` tensor is skipped.
+- `model_executor/models/registry.py`: `architectures` picks the class; `LlamaModel`,
+  `MistralModel` and `Qwen2Model` are listed in `_EMBEDDING_MODELS` (a pooling model).
 """
 
 from __future__ import annotations
@@ -76,6 +78,14 @@ class VLLM(Runtime):
     def answer(self, facts: Facts) -> Answer:
         """Loads unless a blocker or an unsupported adapter; stops on tokenizer + gen config."""
         reasons: list[tuple[Verdict, str]] = [(Verdict.WILL_NOT_LOAD, b) for b in facts.blockers]
+        if facts.drifted_architecture:
+            # registry.py's _EMBEDDING_MODELS: a bare LlamaModel / Qwen2Model is a pooling model
+            reasons.append(
+                (
+                    Verdict.WILL_NOT_LOAD,
+                    "served as an embedding model: " + facts.drifted_architecture,
+                )
+            )
         if facts.adapter is not None:
             reasons += [
                 (Verdict.WILL_NOT_LOAD, p) for p in adapter_problems(facts.adapter, runtime="vLLM")

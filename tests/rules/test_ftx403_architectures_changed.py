@@ -33,12 +33,18 @@ def test_noop_other_model_type(pair):
 
 
 def test_fix_restores_base_architectures(make_checkpoint, tmp_path):
-    """`LlamaModel` over the base's keys: restored, and AutoModelForCausalLM then gets the head."""
+    """`LlamaModel` over the base's keys: restored.
+
+    transformers loads either way (AutoModelForCausalLM goes by model_type): the breakage is
+    vLLM's, whose registry lists "LlamaModel" among `_EMBEDDING_MODELS`
+    (vllm/model_executor/models/registry.py), and llama.cpp's converter's.
+    """
     from transformers import AutoModelForCausalLM
 
     base = make_checkpoint("base", full_model=True)
     ft = copy_checkpoint(base, tmp_path / "ft")
     set_json(ft, "config.json", architectures=["LlamaModel"])
+    assert type(AutoModelForCausalLM.from_pretrained(str(ft))).__name__ == "LlamaForCausalLM"
 
     finding = _found(ftfix.check(base, ft))[0]
     assert finding.severity.value == "error"

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ...analysis.config import CONFIG, weight_keys
+from ...analysis.config import CONFIG, architecture_drift
 from ...analysis.context import Context
 from ...analysis.edits import edit_json
 from ...findings import Applicability, Finding, Fix, Severity
-from ...io.checkpoint import Kind
 from ...registry import register
 from ..base import Fixer
-
-_HEADED = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel")
-
-
-def _names(value: object) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 @register
@@ -31,9 +24,12 @@ class ArchitecturesChanged(Fixer):
 
     ## Why is this bad?
     Servers pick the model class from `architectures`. A merge script that saved the inner
-    model's config leaves `["Qwen2Model"]`: vLLM then serves it as an embedding (pooling) model
-    or refuses the architecture, and transformers' `AutoModelForCausalLM` builds a fresh,
-    random head. The weights themselves are fine.
+    model's config leaves `["Qwen2Model"]`: vLLM lists bare `LlamaModel`, `MistralModel` and
+    `Qwen2Model` among its embedding models (`_EMBEDDING_MODELS` in
+    `vllm/model_executor/models/registry.py`) and serves the folder as a pooling model, and
+    llama.cpp's `convert_hf_to_gguf.py` looks the class up by name and refuses one it does not
+    know. transformers' `AutoModelForCausalLM` goes by `model_type` and is not affected, which is
+    why the folder "works in transformers". The weights themselves are fine.
 
     ## Example
     Base: `"architectures": ["Qwen2ForCausalLM"]`; fine-tune: `["Qwen2Model"]`, with
@@ -53,39 +49,20 @@ class ArchitecturesChanged(Fixer):
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when architectures drifted and the weights are the base class's."""
-        target = ctx.target
-        base_config = ctx.base.json(CONFIG)
-        if target.kind is not Kind.MERGED or base_config is None:
+        drift = architecture_drift(ctx.target, ctx.base)
+        if drift is None:
             return
-        expected = _names(base_config.get("architectures"))
-        found = _names(target.config.get("architectures"))
-        if not expected or found == expected:
-            return
-        if target.config.get("model_type") != base_config.get("model_type"):
-            return  # another model family altogether: not a drifted name
-        keys = set(weight_keys(target))
-        if not keys:
-            return
-        base_keys = set(weight_keys(ctx.base)) if ctx.base.kind is Kind.MERGED else set()
-        if base_keys:
-            if keys != base_keys:
-                return
-            why = "the stored weight keys are the base's"
-        else:
-            headed = any(k.endswith("lm_head.weight") for k in keys) or all(
-                k.startswith("model.") for k in keys
-            )
-            if not (headed and expected[0].endswith(_HEADED)):
-                return
-            why = "the stored weights have the base class's layout (output head, model. keys)"
-        edit = edit_json(target, CONFIG, {"architectures": expected})
-        shown = found or "missing"
+        edit = edit_json(ctx.target, CONFIG, {"architectures": drift.expected})
+        shown = drift.found or "missing"
         yield self.finding(
-            f"architectures is {shown} but the base is {expected} and {why}; vLLM and "
-            "AutoModelForCausalLM pick the wrong class (an embedding model, or a random head)",
+            f"architectures is {shown} but the base is {drift.expected} and {drift.why}; vLLM "
+            "serves a bare model class as an embedding model and llama.cpp's converter refuses "
+            "an unknown one",
             path=CONFIG,
             fix=Fix(
-                f"Set architectures to {expected}", Applicability.SAFE, (edit,) if edit else ()
+                f"Set architectures to {drift.expected}",
+                Applicability.SAFE,
+                (edit,) if edit else (),
             ),
-            data={"architectures": found, "base_architectures": expected},
+            data={"architectures": drift.found, "base_architectures": drift.expected},
         )
