@@ -23,10 +23,12 @@ class RemoteCodeMissing(Fixer):
     (`org/repo--module.Class`) are not the folder's to hold.
 
     ## Why is this bad?
-    `trust_remote_code=True` loads (transformers, vLLM and SGLang for custom architectures)
-    import those files from the folder: without them the load fails with "No module named
-    modeling_x" or a missing-file error. `save_pretrained` of a merged model often writes the
-    config but not the code files.
+    `trust_remote_code=True` loads (transformers, vLLM and SGLang for architectures they do not
+    implement themselves) import those files from the folder: without them the load fails with
+    "No module named modeling_x" or a missing-file error. `save_pretrained` of a merged model
+    often writes the config but not the code files. A warning, not an error: a model type the
+    loader implements natively (Phi-3 in recent transformers) ignores `auto_map` unless
+    `trust_remote_code=True` is passed, and ftfix does not import transformers to tell which.
 
     ## Example
     InternLM2 or Phi-3-small fine-tune: `config.json` has `"auto_map"` pointing at
@@ -41,7 +43,7 @@ class RemoteCodeMissing(Fixer):
 
     code = "FTX407"
     name = "remote-code-missing"
-    severity = Severity.ERROR
+    severity = Severity.WARNING
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per auto_map file missing from the fine-tune."""
