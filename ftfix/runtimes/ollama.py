@@ -60,14 +60,8 @@ class Ollama(Runtime):
         reasons = [(Verdict.WILL_NOT_LOAD, p) for p in converter_problems(facts, facts.adapter)]
         source = gguf_template(facts)
         if source is None:
+            # No template anywhere: every runtime sends plain text; FTX001/FTX008 judge that.
             template = "bare {{ .Prompt }}"
-            reasons.append(
-                (
-                    Verdict.DIFFERENT_PROMPT,
-                    "no chat template in the GGUF: Ollama sends the bare prompt; add TEMPLATE "
-                    "to the Modelfile",
-                )
-            )
         elif facts.base_template is None:
             template = "library match unknown"
         elif edit_distance_below(source, facts.base_template, MATCH_DISTANCE) is not None:
