@@ -292,3 +292,11 @@ def test_drifted_architecture_breaks_vllm_and_llama_cpp_only(pair):
     assert by["vLLM"].verdict is Verdict.WILL_NOT_LOAD and "FTX403" in by["vLLM"].reasons[0]
     assert by["llama.cpp"].verdict is Verdict.WILL_NOT_LOAD
     assert by["transformers 5"].verdict is Verdict.OK and by["mlx-lm"].verdict is Verdict.OK
+
+
+def test_adapter_without_any_model_config_has_unknown_stops(tmp_path):
+    """An adapter judged without its base's config: no runtime claims it will not stop."""
+    adapter = _adapter(tmp_path / "lonely")
+    ck = Checkpoint.open(adapter)
+    for answer in answers(Context(ck, ck)):
+        assert answer.verdict is not Verdict.WILL_NOT_STOP, answer

@@ -115,6 +115,8 @@ class Facts:
         base_tied (`bool`): the base ties its head to the embedding.
         drifted_architecture (`str`, *optional*): `architectures` when it is only a drifted
             name of the base's class (FTX403), else `None`.
+        model_known (`bool`): a config.json or generation_config.json of the model is at hand
+            (an adapter checked without its base has neither: its stop ids are unknown).
     """
 
     kind: Kind
@@ -137,6 +139,7 @@ class Facts:
     base_template: str | None = None
     base_tied: bool = False
     drifted_architecture: str | None = None
+    model_known: bool = True
 
     @property
     def transformers_template(self) -> str | None:
@@ -144,8 +147,8 @@ class Facts:
         return self.jinja_template if self.jinja_template is not None else self.key_template
 
     def stops(self, ids: tuple[int, ...]) -> bool | None:
-        """Whether `ids` include the end of turn; `None` when there is no known end of turn."""
-        if self.end_of_turn_id is None:
+        """Whether `ids` include the end of turn; `None` when the turn end or ids are unknown."""
+        if self.end_of_turn_id is None or not (ids or self.model_known):
             return None
         return self.end_of_turn_id in ids
 
@@ -277,6 +280,7 @@ def gather(ctx: Context) -> Facts:
         base_template=ctx.base.chat_template(),
         base_tied=base_config.get("tie_word_embeddings") is True,
         drifted_architecture=_drifted(ctx),
+        model_known=model.json(CONFIG) is not None or generation is not None,
     )
 
 
