@@ -2,7 +2,9 @@
 
 Facts relied on (ml-explore/mlx-lm):
 - `mlx_lm/utils.py` (`load`, `load_config`): the stop ids passed to the tokenizer wrapper are
-  `eos_token_id` of generation_config.json when it has one, else of config.json.
+  config's `eos_token_id`; recent releases let generation_config.json's `eos_token_id` win over
+  config.json's (older ones read config.json alone, and then a turn end listed only in
+  generation_config.json does not stop them: put it in config.json too).
 - `mlx_lm/tokenizer_utils.py` (`load_tokenizer`, `TokenizerWrapper`): the tokenizer is
   transformers' `AutoTokenizer` (so a transformers-5-only tokenizer_class fails under 4.x), and
   its own eos joins the stop ids; chat prompts come from `apply_chat_template` (no second BOS).
