@@ -40,8 +40,9 @@ class TokenizerClassUnloadable(Fixer):
     the same tokenizer and transformers 4 can import.
 
     ## Fix safety
-    Safe: only when the vocabulary is the base's (or extends it); both classes read the same
-    `tokenizer.json`, so transformers 5 encodes exactly as before.
+    Safe: only when the vocabulary is the base's (or extends it). The base's class loads the
+    fine-tune the way the base was loaded; `PreTrainedTokenizerFast` and `TokenizersBackend` both
+    wrap `tokenizer.json` as it is, so transformers 5 encodes exactly as before (tested).
     """
 
     code = "FTX408"
