@@ -70,8 +70,12 @@ _HEAD_SUFFIXES = ("lm_head.weight", "embed_out.weight")
 
 
 def weight_keys(ckpt: Checkpoint) -> dict[str, tuple[str, str, tuple[int, ...]]]:
-    """Tensor name -> (file, dtype, shape) for every tensor of a merged model's safetensors."""
-    if ckpt.kind is not Kind.MERGED:
+    """Tensor name -> (file, dtype, shape) for every tensor of a merged model's safetensors.
+
+    Empty when the weights cannot be read (an LFS pointer, a missing shard): FTX90x reports
+    those, and a base without readable weights is compared as a base without weights.
+    """
+    if ckpt.kind is not Kind.MERGED or ckpt.weights_problem() is not None:
         return {}
     found: dict[str, tuple[str, str, tuple[int, ...]]] = {}
     for rel, file in ckpt.weight_files().items():
@@ -83,7 +87,7 @@ def weight_keys(ckpt: Checkpoint) -> dict[str, tuple[str, str, tuple[int, ...]]]
 def weight_bytes(ckpt: Checkpoint) -> Counter[str]:
     """Bytes stored per safetensors dtype code (`{"BF16": 2_000_000, ...}`)."""
     total: Counter[str] = Counter()
-    if ckpt.kind is not Kind.MERGED:
+    if ckpt.kind is not Kind.MERGED or ckpt.weights_problem() is not None:
         return total
     for file in ckpt.weight_files().values():
         for info in file.tensors.values():

@@ -34,6 +34,6 @@ RUNTIMES: tuple[Runtime, ...] = (
 
 
 def answers(ctx: Context) -> list[Answer]:
-    """Every runtime's answer for `ctx.target` (with `ctx.base` for an adapter's model)."""
+    """Every runtime's answer for `ctx.target` (with the base, if any, for an adapter's model)."""
     facts = gather(ctx)
     return [runtime.answer(facts) for runtime in RUNTIMES]

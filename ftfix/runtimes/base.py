@@ -240,7 +240,8 @@ def gather(ctx: Context) -> Facts:
     """Read the facts every runtime model needs from `ctx` (the target and, for adapters, base)."""
     target = ctx.target
     has_tokenizer = any(target.exists(n) for n in (TOKENIZER_CONFIG, "tokenizer.json"))
-    tokenizer = target if has_tokenizer else ctx.base
+    base = ctx.base_or_none
+    tokenizer = target if has_tokenizer or base is None else base
     setup = stop_setup(ctx)
     specials = tokenizer.special_tokens()
     vocabulary = dict(token_vocabulary(tokenizer))
@@ -248,7 +249,7 @@ def gather(ctx: Context) -> Facts:
     eos_id = vocabulary.get(eos) if eos else None
     if eos is not None and eos_id is None:
         eos_id = tokenizer.token_id(eos)
-    model = target if target.kind is Kind.MERGED else ctx.base
+    model = target if target.kind is Kind.MERGED or base is None else base
     generation = model.generation_config
     jinja = _jinja_template(tokenizer)
     key = _default_key_template(tokenizer)
@@ -258,7 +259,7 @@ def gather(ctx: Context) -> Facts:
     flag = tokenizer.tokenizer_config.get("add_bos_token")
     adapter = target.json("adapter_config.json") if target.kind is Kind.ADAPTER else None
     architectures = model.config.get("architectures") or []
-    base_config = ctx.base.json(CONFIG) or {}
+    base_config = (base.json(CONFIG) if base is not None else None) or {}
     return Facts(
         kind=target.kind,
         end_of_turn=None if setup is None else setup.token,
@@ -277,7 +278,7 @@ def gather(ctx: Context) -> Facts:
         architectures=tuple(a for a in architectures if isinstance(a, str)),
         blockers=tuple(_blockers(ctx)),
         adapter=adapter,
-        base_template=ctx.base.chat_template(),
+        base_template=base.chat_template() if base is not None else None,
         base_tied=base_config.get("tie_word_embeddings") is True,
         drifted_architecture=_drifted(ctx),
         model_known=model.json(CONFIG) is not None or generation is not None,
@@ -285,7 +286,8 @@ def gather(ctx: Context) -> Facts:
 
 
 def _drifted(ctx: Context) -> str | None:
-    drift = architecture_drift(ctx.target, ctx.base)
+    base = ctx.base_or_none
+    drift = None if base is None else architecture_drift(ctx.target, base)
     if drift is None:
         return None
     return (

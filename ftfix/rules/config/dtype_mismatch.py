@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...analysis.config import CONFIG, config_dtypes, stored_dtype
-from ...analysis.context import Context
+from ...analysis.context import Context, Need
 from ...analysis.edits import edit_json
 from ...findings import Applicability, Finding, Fix, Severity
 from ...io.checkpoint import Kind
@@ -42,6 +42,7 @@ class DtypeMismatch(Fixer):
     code = "FTX404"
     name = "dtype-mismatch"
     severity = Severity.WARNING
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when a dtype key is absent, null or disagrees with the tensors."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...analysis.config import CONFIG, quantized_tensors, weight_keys
-from ...analysis.context import Context
+from ...analysis.context import Context, Need
 from ...analysis.edits import edit_json
 from ...findings import Applicability, Finding, Fix, Severity
 from ...io.checkpoint import Kind
@@ -43,6 +43,7 @@ class QuantizationConfigUnused(Fixer):
     code = "FTX401"
     name = "quantization-config-unused"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when quantization_config is set and no tensor is quantised."""

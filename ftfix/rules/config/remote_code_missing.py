@@ -44,6 +44,7 @@ class RemoteCodeMissing(Fixer):
     code = "FTX407"
     name = "remote-code-missing"
     severity = Severity.WARNING
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per auto_map file missing from the fine-tune."""
@@ -52,7 +53,8 @@ class RemoteCodeMissing(Fixer):
         for rel in names:
             if target.exists(rel):
                 continue
-            source = ctx.base.read_bytes(rel)
+            base = ctx.base_or_none
+            source = base.read_bytes(rel) if base is not None else None
             fix = None
             if source is not None:
                 fix = Fix(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...analysis.config import CONFIG, head_pair, sampled_rows_differ
-from ...analysis.context import Context
+from ...analysis.context import Context, Need
 from ...analysis.edits import edit_json
 from ...findings import Applicability, Finding, Fix, Severity
 from ...io.checkpoint import Kind
@@ -46,6 +46,7 @@ class TiedHeadDiffers(Fixer):
     code = "FTX406"
     name = "tied-head-differs"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when a tied config sits next to a differing stored head."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ...analysis.config import WRAPPER_PREFIXES, weight_keys
-from ...analysis.context import Context
+from ...analysis.context import Context, Need
 from ...findings import Finding, Severity
 from ...io.checkpoint import Kind
 from ...registry import register
@@ -66,6 +66,7 @@ class WeightKeysPrefixed(Fixer):
     code = "FTX409"
     name = "weight-keys-prefixed"
     severity = Severity.ERROR
+    needs = frozenset({Need.WEIGHTS})
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when stored keys are not the base's and a prefix map explains it."""
@@ -75,7 +76,8 @@ class WeightKeysPrefixed(Fixer):
         keys = set(weight_keys(target))
         if not keys:
             return
-        base_keys = set(weight_keys(ctx.base)) if ctx.base.kind is Kind.MERGED else set()
+        base = ctx.base_or_none
+        base_keys = set(weight_keys(base)) if base is not None else set()
         if base_keys:
             extra = sorted(keys - base_keys)
             if not extra:

@@ -43,6 +43,7 @@ class AdapterSavesWholeModules(Fixer):
     code = "FTX420"
     name = "adapter-saves-whole-modules"
     severity = Severity.WARNING
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when an adapter sets modules_to_save."""

@@ -40,6 +40,7 @@ class AdapterTrainableTokens(Fixer):
     code = "FTX421"
     name = "adapter-trainable-tokens"
     severity = Severity.WARNING
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when an adapter sets trainable_token_indices."""

@@ -39,6 +39,7 @@ class LoraRankAboveDefault(Fixer):
     code = "FTX422"
     name = "lora-rank-above-default"
     severity = Severity.WARNING
+    needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the adapter's rank exceeds vLLM's default maximum."""
