@@ -54,8 +54,8 @@ class UseCacheDisabled(Fixer):
             return
         edit = edit_json(target, CONFIG, {"use_cache": True})
         yield self.finding(
-            "use_cache is false (base: true), left from training (Trainer, gradient checkpointing); "
-            "transformers decodes without the KV cache",
+            "use_cache is false (base: true), left from training (Trainer, gradient "
+            "checkpointing); transformers decodes without the KV cache",
             path=CONFIG,
             fix=Fix("Set use_cache to true", Applicability.SAFE, (edit,) if edit else ()),
         )
