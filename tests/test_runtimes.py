@@ -17,9 +17,9 @@ from ckpt_builders import CHATML_TEMPLATE, LLAMA3_TEMPLATE, TOKEN_IDS, build_tok
 
 import ftfix
 from ftfix.analysis.context import Context
+from ftfix.analysis.ollama import levenshtein_below
 from ftfix.io.checkpoint import Checkpoint
 from ftfix.runtimes import RUNTIMES, Verdict, answers
-from ftfix.runtimes.ollama import edit_distance_below
 from ftfix.runtimes.vllm import rank_flag
 
 EOT, END_OF_TEXT, IM_END = (
@@ -258,7 +258,7 @@ def test_banded_edit_distance_matches_full():
         a = "".join(rng.choice("ab<|>") for _ in range(rng.randint(0, 30)))
         b = "".join(rng.choice("ab<|>") for _ in range(rng.randint(0, 30)))
         full = _levenshtein(a, b)
-        assert edit_distance_below(a, b, 8) == (full if full < 8 else None), (a, b)
+        assert levenshtein_below(a, b, 8) == (full if full < 8 else None), (a, b)
 
 
 def test_report_text_json_html_and_cli(make_checkpoint, capsys):

@@ -25,17 +25,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..analysis.config import TRANSFORMERS5_ONLY_TOKENIZERS
+from ..analysis.gguf import EOG_TEXTS  # one list for GGUF files and folders
 from .base import Answer, Facts, Runtime, Verdict, template_name, union
-
-# Token texts llama.cpp's vocabulary loader marks as end of generation, whatever the GGUF says.
-EOG_TEXTS = frozenset(
-    {
-        "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
-        "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>", "_<EOT>",
-        "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>",
-        "<|tool_response>",
-    }
-)  # fmt: skip
 
 
 def eog_ids(facts: Facts) -> tuple[int, ...]:

@@ -13,39 +13,9 @@ match what the base matched; further away it falls back to the bare prompt.
 
 from __future__ import annotations
 
+from ..analysis.ollama import MATCH_DISTANCE, levenshtein_below
 from .base import Answer, Facts, Runtime, Verdict
 from .llamacpp import converter_problems, eog_ids, gguf_template
-
-MATCH_DISTANCE = 100
-
-
-def edit_distance_below(a: str, b: str, limit: int) -> int | None:
-    """Levenshtein distance of `a` and `b` when it is below `limit`, else `None`.
-
-    Banded: only cells within `limit` of the diagonal are computed, so a 10 kB template costs
-    about 2 million steps, not 100 million.
-    """
-    if abs(len(a) - len(b)) >= limit:
-        return None
-    big = limit + 1
-    previous = {j: j for j in range(min(len(b), limit) + 1)}
-    for i in range(1, len(a) + 1):
-        current: dict[int, int] = {}
-        low, high = max(0, i - limit), min(len(b), i + limit)
-        if low == 0:
-            current[0] = i
-        for j in range(max(1, low), high + 1):
-            cost = 0 if a[i - 1] == b[j - 1] else 1
-            current[j] = min(
-                previous.get(j, big) + 1,
-                current.get(j - 1, big) + 1,
-                previous.get(j - 1, big) + cost,
-            )
-        if min(current.values(), default=big) >= limit:
-            return None
-        previous = current
-    distance = previous.get(len(b), big)
-    return distance if distance < limit else None
 
 
 class Ollama(Runtime):
@@ -64,7 +34,7 @@ class Ollama(Runtime):
             template = "bare {{ .Prompt }}"
         elif facts.base_template is None:
             template = "library match unknown"
-        elif edit_distance_below(source, facts.base_template, MATCH_DISTANCE) is not None:
+        elif levenshtein_below(source, facts.base_template, MATCH_DISTANCE) is not None:
             template = "library match (as the base)"
         else:
             template = "bare {{ .Prompt }}"
