@@ -290,7 +290,16 @@ def test_healthy_folder_alone_has_no_findings(pair, offline):
     report = ftfix.check(ft)
     assert report.findings == [], report.render_text()
     ran = {f.code for f in registry.all_fixers()} - {s.code for s in report.skipped_rules}
-    assert {"FTX003", "FTX101", "FTX102", "FTX202", "FTX207"} <= ran
+    assert {"FTX003", "FTX101", "FTX102", "FTX202", "FTX207", "FTX305", "FTX920", "FTX922"} <= ran
+
+
+def test_folder_rules_run_alone(pair, offline):
+    """FTX922 finds a byte-order mark in config.json without a base."""
+    _, ft = pair
+    data = (ft / "config.json").read_bytes()
+    (ft / "config.json").write_bytes(b"\xef\xbb\xbf" + data)
+    report = ftfix.check(ft)
+    assert "FTX922" in {f.code for f in report.findings}, report.render_text()
 
 
 def test_adapter_weights_need_its_base(tmp_path, offline):

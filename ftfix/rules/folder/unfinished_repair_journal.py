@@ -42,10 +42,13 @@ class UnfinishedRepairJournal(Fixer):
     code = "FTX920"
     name = "unfinished-repair-journal"
     severity = Severity.ERROR
+    needs = frozenset()  # judged from the folder alone
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per checkpoint with an unfinished journal."""
-        for role, ckpt in (("fine-tuned checkpoint", ctx.target), ("base", ctx.base)):
+        for role, ckpt in (("fine-tuned checkpoint", ctx.target), ("base", ctx.base_or_none)):
+            if ckpt is None:
+                continue
             names = unfinished_journals(ckpt.root)
             if not names:
                 continue

@@ -57,6 +57,7 @@ class UnloadableFile(Fixer):
     code = "FTX922"
     name = "unloadable-file"
     severity = Severity.ERROR
+    needs = frozenset()  # judged from the folder alone
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per file transformers would refuse."""
