@@ -200,9 +200,15 @@ def _options(
 
 
 def _report(
-    mode: Mode, base: _Base, target: Checkpoint, plan: Plan, fail_on: Severity | str
+    mode: Mode,
+    base: _Base,
+    target: Checkpoint,
+    plan: Plan,
+    fail_on: Severity | str,
+    fixers: Sequence[Fixer] = (),
 ) -> Report:
     return Report(
+        checked=[f.code for f in fixers],
         base=base.checkpoint.display if base.checkpoint is not None else None,
         base_source=base.source if base.checkpoint is not None else None,
         skipped_rules=list(plan.skipped_rules),
@@ -309,7 +315,7 @@ def check(
     fixers = registry.resolve(select, ignore)
     options = _options(template, base_id=_given_base_id(base if finetuned else None))
     plan = _build(found, target, fixers, options, apply_fixes=False)
-    report = _report("check", found, target, plan, fail_on)
+    report = _report("check", found, target, plan, fail_on, fixers)
     report.remaining = list(plan.findings)
     if runtimes:
         report.runtimes = answer_runtimes(Context(found.checkpoint, target, options))
@@ -387,7 +393,7 @@ def repair(
     fixers = registry.resolve(select, ignore)
     options = _options(template, init, base_id=_given_base_id(base if finetuned else None))
     plan = _build(found, target, fixers, options, apply_fixes=True, unsafe_fixes=unsafe_fixes)
-    report = _report("dry-run" if dry_run else "repair", found, target, plan, fail_on)
+    report = _report("dry-run" if dry_run else "repair", found, target, plan, fail_on, fixers)
     if dry_run:
         applied = {f.key() for f in plan.applied}
         report.remaining = [f for f in plan.findings if f.key() not in applied]

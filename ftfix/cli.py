@@ -8,10 +8,12 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from itertools import groupby
+from pathlib import Path
 from typing import Any
 
-from . import __version__, api, registry
-from .batch import expand_targets, run_many
+from . import __version__, api, config, formats, registry
+from .batch import BatchResult, expand_targets, run_many
 from .errors import FtfixError, UsageError, is_panic
 from .report import Report
 
@@ -46,14 +48,23 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--ignore", action="append", metavar="CODES", help="rules to skip")
     parser.add_argument(
-        "--format", "--output-format", dest="format", choices=("text", "json"), default="text"
+        "--format",
+        "--output-format",
+        dest="format",
+        choices=("text", "json", *formats.FORMATS),
+        default="text",
+        help="text, json, github (workflow annotations), sarif (code scanning), junit",
     )
     parser.add_argument(
         "--fail-on",
         choices=("error", "warning", "info"),
-        default="error",
-        help="lowest severity that makes the exit code 1 (default: error)",
+        default=None,
+        help="lowest severity that makes the exit code 1 (default: the config's, else error)",
     )
+    parser.add_argument(
+        "--config", metavar="FILE", help="ftfix.toml or pyproject.toml to use instead of searching"
+    )
+    parser.add_argument("--isolated", action="store_true", help="read no configuration file")
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even if problems remain")
     parser.add_argument(
         "--template", metavar="FILE", help="chat template the model was trained with"
@@ -145,34 +156,70 @@ def _print_report(report: Report, fmt: str, *, diff: bool = False, debug: bool =
         print(report.render_text(debug=debug))
 
 
+def _split(paths: Sequence[str]) -> tuple[str | None, list[str]]:
+    """(base, targets); a file stands for its folder (pre-commit passes the files it changed).
+
+    When the first path is a file, every path is a target: there is no base among them.
+    """
+    has_base = len(paths) > 1 and not Path(paths[0]).is_file()
+    targets: list[str] = []
+    for path in paths[1:] if has_base else paths:
+        if not Path(path).is_file():
+            targets.append(path)
+        elif (folder := os.path.dirname(path) or ".") not in targets:  # one run per folder
+            targets.append(folder)
+    return (paths[0] if has_base else None), targets
+
+
+def _config(args: argparse.Namespace) -> config.Config:
+    if args.isolated:
+        return config.Config()
+    return config.read(args.config) if args.config else config.load()
+
+
 def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs: Any) -> int:
     """Run check or repair on each target; print each report; return the worst exit code."""
-    paths: list[str] = args.paths
-    base, targets = (None, paths) if len(paths) == 1 else (paths[0], paths[1:])
+    base, targets = _split(args.paths)
     targets = expand_targets(targets, all_checkpoints=args.all_checkpoints)
     diff = getattr(args, "diff", False)
     if len(targets) > 1 and getattr(args, "output", None):
         raise UsageError("--output", "takes one fine-tuned checkpoint, got several")
-    codes = []
-    if len(targets) == 1:
-        report = func(base, targets[0], **kwargs)
-        _print_report(report, args.format, diff=diff, debug=args.debug)
-        codes.append(_exit(args, report))
+    settings = _config(args)
+
+    def selection(target: str) -> config.Selection:
+        return settings.selection(
+            target,
+            select=_codes(args.select),
+            ignore=_codes(args.ignore) or (),
+            fail_on=args.fail_on,
+        )
+
+    results: list[BatchResult] = []
+    for chosen, group in groupby(targets, key=selection):  # per-path ignores differ by folder
+        options: dict[str, Any] = {
+            "select": chosen.select,
+            "ignore": chosen.ignore,
+            "fail_on": chosen.fail_on,
+        }
+        if len(targets) == 1:  # bad input is an error of the run (exit 2), not of a target
+            results.append(BatchResult(targets[0], func(base, targets[0], **options, **kwargs)))
+        else:
+            results += run_many(func, base, list(group), jobs=args.jobs, **options, **kwargs)
+    codes = [_exit(args, r.report) if r.report else EXIT_ERROR for r in results]
+    for result in results:
+        if result.report is None:
+            print(f"ftfix: error: {result.error}", file=sys.stderr)
+    reports = [r.report for r in results if r.report is not None]
+    if args.format in formats.FORMATS:
+        print(formats.render(args.format, reports))
+    elif args.format == "json" and len(targets) > 1:
+        print(json.dumps([r.to_dict() for r in reports], indent=2, ensure_ascii=False))
     else:
-        documents = []
-        for result in run_many(func, base, targets, jobs=args.jobs, **kwargs):
-            if result.report is None:
-                print(f"ftfix: error: {result.error}", file=sys.stderr)
-                codes.append(EXIT_ERROR)
-                continue
-            if args.format == "json":
-                documents.append(result.report.to_dict())
-            else:
-                print(f"== {result.target}")
+        for result in results:
+            if result.report is not None:
+                if len(targets) > 1:
+                    print(f"== {result.target}")
                 _print_report(result.report, args.format, diff=diff, debug=args.debug)
-            codes.append(_exit(args, result.report))
-        if args.format == "json":
-            print(json.dumps(documents, indent=2, ensure_ascii=False))
     return max(codes, default=EXIT_OK)
 
 
@@ -188,9 +235,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return _run_targets(
         args,
         api.check,
-        select=_codes(args.select),
-        ignore=_codes(args.ignore) or (),
-        fail_on=args.fail_on,
         template=args.template,
         gguf=args.gguf,
         runtimes=args.runtimes,
@@ -201,13 +245,10 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     return _run_targets(
         args,
         api.repair,
-        select=_codes(args.select),
-        ignore=_codes(args.ignore) or (),
         unsafe_fixes=args.unsafe_fixes,
         dry_run=args.dry_run or args.diff,
         backup=not args.no_backup,
         output=args.output,
-        fail_on=args.fail_on,
         template=args.template,
         init=args.init,
         gguf=args.gguf,

@@ -54,6 +54,8 @@ class Report:
         internal_errors (`list[RuleFailure]`): rules that raised (a bug in ftfix); the other
             rules ran; `exit_code` 3.
         runtimes (`list[Answer]`): each runtime's answer, when asked for (`runtimes=True`).
+        checked (`list[str]`): codes of the rules selected for this run (run or skipped), for
+            reports with one entry per rule (JUnit).
     """
 
     base: str | None
@@ -73,6 +75,7 @@ class Report:
     skipped_rules: list[RuleSkip] = field(default_factory=list)
     internal_errors: list[RuleFailure] = field(default_factory=list)
     runtimes: list[Answer] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------- verdict
     @property

@@ -1,6 +1,7 @@
 """The package's folders are its architecture: imports flow one way, and a test holds it.
 
-faces (cli, verify, integrations) -> orchestration (api, plan, batch, report, readme) -> rules
+faces (cli, verify, integrations) -> orchestration (api, plan, batch, report, readme, config,
+formats, hub) -> rules
 (and the registry) -> runtimes -> analysis -> io -> data (errors, findings, version). Runtimes
 are knowledge (what vLLM, llama.cpp, Ollama... read from a folder) that both the rules and the
 report read, built on analysis: so they sit between the two. The writer (`write/`)
@@ -41,7 +42,7 @@ def layer(module: str) -> str:
         return "data"
     if head == "registry":
         return "rules"
-    if head in ("api", "api_gguf", "plan", "batch", "report", "readme"):
+    if head in ("api", "api_gguf", "plan", "batch", "report", "readme", "config", "formats"):
         return "orchestration"
     if head in ("cli", "verify", "integrations", "__init__", "__main__"):
         return "faces"
@@ -113,6 +114,8 @@ def test_imports_flow_one_way():
     [
         ("ftfix.cli", "faces"),
         ("ftfix.api", "orchestration"),
+        ("ftfix.config", "orchestration"),
+        ("ftfix.formats", "orchestration"),
         ("ftfix.rules.stops.pad_token_is_eos", "rules"),
         ("ftfix.analysis.stops", "analysis"),
         ("ftfix.runtimes.vllm", "runtimes"),
