@@ -23,6 +23,7 @@ from .io import jsonfmt
 from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
 from .io.gguf import is_gguf_path
 from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
+from .io.remote import HubCheckpoint, open_hub
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -231,17 +232,71 @@ def _given_base_id(base: PathLike | None) -> str | None:
     return text if is_hub_id(text) and not Path(text).exists() else None
 
 
+def _on_hub(path: PathLike) -> bool:
+    """Whether a fine-tune given as `path` is a Hub id (`org/name` that is not a local path)."""
+    text = os.fspath(path)
+    return is_hub_id(text) and not Path(text).expanduser().exists()
+
+
 def _prepare(
-    base: PathLike | None, finetuned: PathLike | None, *, writer: bool
-) -> tuple[_Base, Checkpoint]:
+    base: PathLike | None,
+    finetuned: PathLike | None,
+    *,
+    writer: bool,
+    revision: str | None = None,
+) -> tuple[_Base, Checkpoint, HubCheckpoint | None]:
+    """The base and the fine-tune opened, and the Hub mirror to close when it is on the Hub."""
     if finetuned is None:  # check(ft): the only path is the fine-tune
         if base is None:
             raise UsageError("finetuned", "no checkpoint given", hint="pass the fine-tune folder")
         base, finetuned = None, base
     assert finetuned is not None
+    if _on_hub(finetuned):
+        return _prepare_hub(base, os.fspath(finetuned), revision)
+    if revision is not None:
+        raise UsageError("--revision", "applies to a fine-tune given as a Hub id (org/name)")
     target = _open(finetuned, role="finetuned", writer=writer)
     given = Path(os.fspath(finetuned)).expanduser()
-    return _find_base(base, target, given), target
+    return _find_base(base, target, given), target, None
+
+
+def _small_files(ckpt: Checkpoint) -> dict[str, Path]:
+    """The base's files by path (top level and templates), to skip fetching identical ones."""
+    found = {p.name: p for p in ckpt.root.iterdir() if p.is_file()}
+    templates = ckpt.root / "additional_chat_templates"
+    if templates.is_dir():
+        found.update({f"{templates.name}/{p.name}": p for p in templates.iterdir() if p.is_file()})
+    return found
+
+
+def _prepare_hub(
+    base: PathLike | None, repo_id: str, revision: str | None
+) -> tuple[_Base, Checkpoint, HubCheckpoint | None]:
+    """A fine-tune on the Hub: small files through the cache, weights by range requests.
+
+    Offline, the cached snapshot is checked as far as the cache holds it.
+    """
+    if offline():
+        folder = resolve_path(repo_id, role="base")  # the local cache; offline it never fetches
+        target = Checkpoint.open(folder, role="finetuned", display=repo_id)
+        return _find_base(base, target, folder), target, None
+    given = _open(base, role="base") if base is not None else None
+    hub = open_hub(
+        repo_id,
+        revision=revision,
+        base_files=_small_files(given) if given is not None else None,
+    )
+    try:
+        target = Checkpoint.open(hub.folder, role="finetuned", display=repo_id, remote=hub.sources)
+        if given is not None:
+            assert base is not None
+            found = _Base(given, os.fspath(base), "given")
+        else:
+            found = _find_base(None, target, hub.folder)
+    except BaseException:
+        hub.close()
+        raise
+    return found, target, hub
 
 
 def _build(
@@ -262,6 +317,7 @@ def check(
     template: PathLike | str | None = None,
     gguf: PathLike | None = None,
     runtimes: bool = False,
+    revision: str | None = None,
 ) -> Report:
     """Check a fine-tuned checkpoint, with its base when one is at hand. Writes nothing.
 
@@ -287,6 +343,10 @@ def check(
         runtimes (`bool`, *optional*, defaults to `False`): also answer, per runtime (vLLM,
             llama.cpp, Ollama, ...), whether it loads the folder, renders its template and stops
             (`report.runtimes`).
+        revision (`str`, *optional*): for a fine-tune given as a Hub id (`org/name`): the
+            branch, tag or commit to check. A Hub fine-tune's small files are downloaded
+            through the huggingface_hub cache, its weights read by range requests (headers and
+            the rows the rules need); `report.fetched` counts the bytes.
 
     Returns:
         `Report`: `report.ok` is `True` when no error remains.
@@ -311,14 +371,21 @@ def check(
             given, path, gguf=gguf, select=select, ignore=ignore, fail_on=fail_on,
             options=_options(template),
         )  # fmt: skip
-    found, target = _prepare(base, finetuned, writer=False)
     fixers = registry.resolve(select, ignore)
     options = _options(template, base_id=_given_base_id(base if finetuned else None))
-    plan = _build(found, target, fixers, options, apply_fixes=False)
-    report = _report("check", found, target, plan, fail_on, fixers)
-    report.remaining = list(plan.findings)
-    if runtimes:
-        report.runtimes = answer_runtimes(Context(found.checkpoint, target, options))
+    found, target, hub = _prepare(base, finetuned, writer=False, revision=revision)
+    try:  # everything that reads the fine-tune, before a Hub mirror is removed
+        plan = _build(found, target, fixers, options, apply_fixes=False)
+        report = _report("check", found, target, plan, fail_on, fixers)
+        report.remaining = list(plan.findings)
+        if runtimes:
+            report.runtimes = answer_runtimes(Context(found.checkpoint, target, options))
+    finally:
+        if hub is not None:
+            hub.close()
+    if hub is not None:
+        report.fetched = {"repo_id": hub.repo_id, "revision": hub.revision}
+        report.fetched.update(hub.transfer.to_dict())
     return report
 
 
@@ -389,7 +456,14 @@ def repair(
             dry_run=dry_run, backup=backup, output=output, fail_on=fail_on,
             options=_options(template, init),
         )  # fmt: skip
-    found, target = _prepare(base, finetuned, writer=not dry_run)
+    remote = finetuned if finetuned is not None else base
+    if remote is not None and _on_hub(remote):
+        raise UsageError(
+            remote,
+            "a repository on the Hub cannot be repaired in place",
+            hint=f"download it (`hf download {os.fspath(remote)} --local-dir DIR`) and repair DIR",
+        )
+    found, target, _ = _prepare(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
     options = _options(template, init, base_id=_given_base_id(base if finetuned else None))
     plan = _build(found, target, fixers, options, apply_fixes=True, unsafe_fixes=unsafe_fixes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -65,6 +66,12 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "--config", metavar="FILE", help="ftfix.toml or pyproject.toml to use instead of searching"
     )
     parser.add_argument("--isolated", action="store_true", help="read no configuration file")
+    parser.add_argument(
+        "--files",
+        action="store_true",
+        help="paths may be files (as pre-commit passes them): each stands for its folder, "
+        "checked once; a base, if any, is the first path and a folder",
+    )
     parser.add_argument("--exit-zero", action="store_true", help="exit 0 even if problems remain")
     parser.add_argument(
         "--template", metavar="FILE", help="chat template the model was trained with"
@@ -94,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also show, per runtime (transformers, vLLM, llama.cpp, Ollama, ...), whether it "
         "loads the folder, which template it renders and which ids stop it",
+    )
+    check.add_argument(
+        "--revision", metavar="REV", help="for a fine-tune on the Hub: branch, tag or commit"
     )
 
     repair = sub.add_parser("repair", help="apply safe fixes (unsafe ones with --unsafe-fixes)")
@@ -156,11 +166,14 @@ def _print_report(report: Report, fmt: str, *, diff: bool = False, debug: bool =
         print(report.render_text(debug=debug))
 
 
-def _split(paths: Sequence[str]) -> tuple[str | None, list[str]]:
-    """(base, targets); a file stands for its folder (pre-commit passes the files it changed).
+def _split(paths: Sequence[str], *, files: bool = False) -> tuple[str | None, list[str]]:
+    """(base, targets) of the command line's paths.
 
-    When the first path is a file, every path is a target: there is no base among them.
+    With `files`, a file stands for its folder (pre-commit passes the files it changed), and
+    when the first path is a file there is no base among the paths.
     """
+    if not files:
+        return (None, list(paths)) if len(paths) == 1 else (paths[0], list(paths[1:]))
     has_base = len(paths) > 1 and not Path(paths[0]).is_file()
     targets: list[str] = []
     for path in paths[1:] if has_base else paths:
@@ -179,7 +192,7 @@ def _config(args: argparse.Namespace) -> config.Config:
 
 def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs: Any) -> int:
     """Run check or repair on each target; print each report; return the worst exit code."""
-    base, targets = _split(args.paths)
+    base, targets = _split(args.paths, files=args.files)
     targets = expand_targets(targets, all_checkpoints=args.all_checkpoints)
     diff = getattr(args, "diff", False)
     if len(targets) > 1 and getattr(args, "output", None):
@@ -238,6 +251,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         template=args.template,
         gguf=args.gguf,
         runtimes=args.runtimes,
+        revision=args.revision,
     )
 
 

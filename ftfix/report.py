@@ -25,6 +25,13 @@ _EDIT_KINDS = {
 Mode = Literal["check", "dry-run", "repair"]
 
 
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -56,6 +63,8 @@ class Report:
         runtimes (`list[Answer]`): each runtime's answer, when asked for (`runtimes=True`).
         checked (`list[str]`): codes of the rules selected for this run (run or skipped), for
             reports with one entry per rule (JUnit).
+        fetched (`dict`, *optional*): for a fine-tune on the Hub, the repo, the revision read
+            and the bytes fetched (small files, weight headers and rows, range requests).
     """
 
     base: str | None
@@ -76,6 +85,7 @@ class Report:
     internal_errors: list[RuleFailure] = field(default_factory=list)
     runtimes: list[Answer] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
+    fetched: dict[str, Any] | None = None
 
     # ------------------------------------------------------------- verdict
     @property
@@ -155,8 +165,27 @@ class Report:
             lines.append(notice)
         if self.runtimes:
             lines.append(runtimes_text(self.runtimes))
+        if self.fetched:
+            lines.append(self.fetched_line())
         lines.append(self.summary())
         return "\n".join(lines)
+
+    def fetched_line(self) -> str:
+        """What reading a fine-tune on the Hub cost, in one line."""
+        f = self.fetched or {}
+        weights = f.get("weight_file_bytes", 0)
+        parts = [
+            f"small files {_size(f.get('small_file_bytes', 0))} "
+            f"({len(f.get('downloaded', []))} downloaded, {len(f.get('cached', []))} from the "
+            f"cache, {len(f.get('from_base', []))} identical to the base's)",
+            f"weights {_size(f.get('weight_bytes', 0))} of {_size(weights)} in "
+            f"{_plural(f.get('range_requests', 0), 'range request')}",
+        ]
+        rev = str(f.get("revision", ""))[:12]
+        return (
+            f"Read {f.get('repo_id')} at {rev} from the Hub: fetched "
+            f"{_size(f.get('bytes', 0))}: " + "; ".join(parts) + "."
+        )
 
     def summary(self) -> str:
         """One or two closing lines: counts, what to run next."""
@@ -254,6 +283,7 @@ class Report:
                 for f in self.internal_errors
             ],
             **({"runtimes": [a.to_dict() for a in self.runtimes]} if self.runtimes else {}),
+            "fetched": self.fetched,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:

@@ -159,17 +159,20 @@ def test_a_bad_file_exits_2_naming_the_file(project, capsys, text, reason):
 
 
 def test_files_stand_for_their_folder(project, capsys):
-    """pre-commit passes changed files: each folder is checked once, without a base path."""
-    args = ["check", "ft/generation_config.json", "ft/chat_template.jinja", "--format", "json"]
-    main(args)
+    """pre-commit passes changed files: with --files each folder is checked once, without a base
+    path (without --files a file is bad input, exit 2, as before)."""
+    args = ["check", "--files", "ft/generation_config.json", "ft/chat_template.jinja"]
+    main([*args, "--format", "json"])
     doc = json.loads(capsys.readouterr().out)
     assert isinstance(doc, dict) and Path(doc["finetuned"]) == Path("ft") and doc["base"] is None
+    assert main(args[:1] + args[2:]) == 2
+    assert "is a file, not a checkpoint folder" in capsys.readouterr().err
 
 
 def test_base_then_files(project, capsys):
     """A base folder followed by files: the files' folder is the fine-tune, checked once."""
-    args = ["check", "base", "ft/generation_config.json", "ft/config.json", "--format", "json"]
-    assert main(args) == 1
+    args = ["check", "--files", "base", "ft/generation_config.json", "ft/config.json"]
+    assert main([*args, "--format", "json"]) == 1
     assert codes(capsys) == [["FTX002", "FTX203"]]
 
 

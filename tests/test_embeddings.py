@@ -202,13 +202,15 @@ def test_row_stats_reads_only_the_sample(tmp_path, monkeypatch):
         tmp_path / "m.safetensors", {EMBED: ("F32", [rows, hidden], values.tobytes())}
     )
     calls: list[int] = []
-    original = emb.os.pread
+    import ftfix.io.safetensors as st_io  # rows are read through the file's reader
+
+    original = st_io.os.pread
 
     def counting(fd, size, offset):
         calls.append(size)
         return original(fd, size, offset)
 
-    monkeypatch.setattr(emb.os, "pread", counting)
+    monkeypatch.setattr(st_io.os, "pread", counting)
     source = emb.StoredRows(
         "input", EMBED, SafetensorsFile.open(path), "m.safetensors", EMBED, owned=True
     )

@@ -186,7 +186,9 @@ def open_adapter(ckpt: Checkpoint) -> Adapter | None:
             data = ckpt.read_bytes(ADAPTER_WEIGHTS) or b""
             file, size = SafetensorsFile.from_bytes(path, data), len(data)
         else:
-            file, size = SafetensorsFile.open(path), path.stat().st_size
+            source = ckpt.remote.get(ADAPTER_WEIGHTS)  # on the Hub: read by range requests
+            file = SafetensorsFile.open(path, source=source)
+            size = source.size if source is not None else path.stat().st_size
     except (InvalidCheckpointError, OSError):
         return None  # an unreadable file is reported once, by the checkpoint-integrity rules
     names = list(file.tensors)

@@ -15,7 +15,6 @@ Sources of rows:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -231,13 +230,12 @@ class StoredRows(RowSource):
             else:
                 runs.append((row, 1))
         chunks = []
-        with self.file.path.open("rb") as handle:
-            for first, count in runs:
-                size = count * info.row_bytes
-                data = os.pread(handle.fileno(), size, info.row_offset(first))
-                if len(data) != size:
-                    raise InvalidCheckpointError(self.file.path, f"short read in {self.tensor!r}")
-                chunks.append(data)
+        for first, count in runs:  # through the file's reader: a file on the Hub reads by range
+            size = count * info.row_bytes
+            data = self.file.read_bytes(self.tensor, first * info.row_bytes, size)
+            if len(data) != size:
+                raise InvalidCheckpointError(self.file.path, f"short read in {self.tensor!r}")
+            chunks.append(data)
         values = rows_to_float32(b"".join(chunks), self.dtype, (len(order), self.hidden))
         if list(ids) == order:
             return values

@@ -20,7 +20,7 @@ from ..errors import (
 from . import jsonfmt
 from .limits import limit_for, read_limited
 from .problems import FileProblem, ProblemKind, is_lfs_pointer, lfs_pointer
-from .safetensors import SafetensorsFile
+from .safetensors import ByteSource, SafetensorsFile
 from .tokenizer import TokenizerView, open_tokenizer
 
 if TYPE_CHECKING:
@@ -207,6 +207,7 @@ class Checkpoint:
         overlay: Mapping[str, bytes | None] | None = None,
         disk_cache: dict[str, bytes | None] | None = None,
         problems: dict[str, FileProblem] | None = None,
+        remote: Mapping[str, ByteSource] | None = None,
     ):
         self.root = root
         self.kind = kind
@@ -216,6 +217,9 @@ class Checkpoint:
         self._json: dict[str, dict[str, Any] | None] = {}
         # Files that cannot be read, found by `survey()` when the folder is opened.
         self.problems: dict[str, FileProblem] = problems if problems is not None else {}
+        # Weight files whose bytes are elsewhere (a checkpoint on the Hub): the folder holds
+        # empty placeholders, and these sources serve their headers and rows by range.
+        self.remote: dict[str, ByteSource] = dict(remote or {})
 
     def __repr__(self) -> str:
         staged = f", {len(self._overlay)} staged edits" if self._overlay else ""
@@ -224,7 +228,12 @@ class Checkpoint:
     # ----------------------------------------------------------------- opening
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, role: str = "finetuned", display: str | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        role: str = "finetuned",
+        display: str | None = None,
+        remote: Mapping[str, ByteSource] | None = None,
     ) -> Checkpoint:
         """Open a checkpoint folder.
 
@@ -237,6 +246,8 @@ class Checkpoint:
                 for messages.
             display (`str`, *optional*): how to name the checkpoint in reports (defaults to
                 `path` as given; a Hub id keeps its id).
+            remote (`Mapping[str, ByteSource]`, *optional*): weight files of the folder whose
+                bytes are elsewhere (a checkpoint on the Hub, see `ftfix.io.remote`).
 
         Raises:
             `CheckpointNotFoundError`: the path does not exist.
@@ -262,7 +273,7 @@ class Checkpoint:
                 hint="pass the folder written by save_pretrained(); for a PEFT adapter the folder "
                 "with adapter_config.json",
             )
-        checkpoint = cls(folder, kind, display=display)
+        checkpoint = cls(folder, kind, display=display, remote=remote)
         checkpoint.survey()
         return checkpoint
 
@@ -419,6 +430,7 @@ class Checkpoint:
             overlay=overlay,
             disk_cache=self._disk,
             problems=problems,
+            remote=self.remote,
         )
 
     # ------------------------------------------------------------------- files
@@ -659,14 +671,15 @@ class Checkpoint:
             files = self._shards_from_index(index)
         elif self.exists("model.safetensors"):
             self._refuse_pointer("model.safetensors")
-            files["model.safetensors"] = SafetensorsFile.open(self._safe_path("model.safetensors"))
+            files["model.safetensors"] = self._safetensors("model.safetensors")
         elif self.kind is Kind.ADAPTER and self.exists("adapter_model.safetensors"):
             self._refuse_pointer("adapter_model.safetensors")
-            files["adapter_model.safetensors"] = SafetensorsFile.open(
-                self._safe_path("adapter_model.safetensors")
-            )
+            files["adapter_model.safetensors"] = self._safetensors("adapter_model.safetensors")
         self.__dict__["_weights"] = files
         return dict(files)
+
+    def _safetensors(self, rel: str) -> SafetensorsFile:
+        return SafetensorsFile.open(self._safe_path(rel), source=self.remote.get(rel))
 
     def _refuse_pointer(self, rel: str) -> None:
         pointer = lfs_pointer(self._safe_path(rel))
@@ -703,7 +716,7 @@ class Checkpoint:
                         f"shard {shard!r} (tensor {tensor!r}) is missing",
                         hint="copy the missing shard, or re-save the model",
                     )
-                files[shard] = SafetensorsFile.open(self._safe_path(shard))
+                files[shard] = self._safetensors(shard)
             if tensor not in files[shard].tensors:
                 raise InvalidCheckpointError(
                     path,

@@ -9,13 +9,20 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Protocol
 
 import numpy as np
 
 from ..errors import InvalidCheckpointError
 
-__all__ = ["DTYPE_SIZES", "SafetensorsFile", "TensorInfo", "rows_from_float32", "rows_to_float32"]
+__all__ = [
+    "DTYPE_SIZES",
+    "ByteSource",
+    "SafetensorsFile",
+    "TensorInfo",
+    "rows_from_float32",
+    "rows_to_float32",
+]
 
 # Element sizes of the dtypes safetensors defines; 4-bit and 6-bit float formats are not
 # addressable by row here and are rejected as unsupported rather than misread.
@@ -82,12 +89,15 @@ class SafetensorsFile:
         metadata: Mapping[str, str],
         *,
         data: bytes | None = None,
+        source: ByteSource | None = None,
     ):
         self.path = path
         self.tensors = dict(tensors)
         self.metadata = dict(metadata)
         # The whole file when it was given as bytes (a staged edit not yet on disk).
         self._data = data
+        # Where the bytes are when they are not in `path` (a file on the Hub, by range requests).
+        self._source = source
 
     @classmethod
     def from_bytes(cls, path: str | os.PathLike[str], data: bytes) -> SafetensorsFile:
@@ -121,13 +131,15 @@ class SafetensorsFile:
         return cls(path, tensors, metadata, data=data)
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str]) -> SafetensorsFile:
-        """Read and validate the header of `path`."""
+    def open(
+        cls, path: str | os.PathLike[str], *, source: ByteSource | None = None
+    ) -> SafetensorsFile:
+        """Read and validate the header of `path` (or of `source`, whose bytes `path` names)."""
         path = Path(path)
         hint = "the file is damaged or not safetensors; re-save it or copy it again from its source"
         try:
-            size = path.stat().st_size
-            with path.open("rb") as handle:
+            size = path.stat().st_size if source is None else source.size
+            with _Reader(path, source) as handle:
                 prefix = handle.read(8)
                 if len(prefix) < 8:
                     raise InvalidCheckpointError(
@@ -163,8 +175,16 @@ class SafetensorsFile:
         if not isinstance(header, dict):
             raise InvalidCheckpointError(path, "safetensors header is not a JSON object", hint=hint)
         return cls(
-            path, *_parse_header(path, header, data_start=8 + header_len, size=size, hint=hint)
+            path,
+            *_parse_header(path, header, data_start=8 + header_len, size=size, hint=hint),
+            source=source,
         )
+
+    def _pread(self, length: int, offset: int) -> bytes:
+        if self._source is not None:
+            return self._source.read(offset, length)
+        with self.path.open("rb") as handle:
+            return os.pread(handle.fileno(), length, offset)
 
     def info(self, name: str) -> TensorInfo:
         """The tensor called `name`; `KeyError` if absent."""
@@ -181,17 +201,10 @@ class SafetensorsFile:
             `np.ndarray` of shape `(len(rows), *shape[1:])`, dtype float32.
         """
         info = self.tensors[name]
-        chunks = []
-        with self.path.open("rb") as handle:
-            fd = handle.fileno()
-            for row in rows:
-                data = os.pread(fd, info.row_bytes, info.row_offset(row))
-                if len(data) != info.row_bytes:
-                    raise InvalidCheckpointError(
-                        self.path, f"short read in tensor {name!r} row {row}"
-                    )
-                chunks.append(data)
-        return rows_to_float32(b"".join(chunks), info.dtype, (len(rows), *info.shape[1:]))
+        raw = self.read_raw_rows(name, rows)
+        if len(raw) != info.row_bytes * len(rows):
+            raise InvalidCheckpointError(self.path, f"short read in tensor {name!r}")
+        return rows_to_float32(raw, info.dtype, (len(rows), *info.shape[1:]))
 
     def read_bytes(self, name: str, start: int = 0, length: int | None = None) -> bytes:
         """Raw bytes of tensor `name`: `length` bytes from byte `start` of it (default: all).
@@ -204,18 +217,70 @@ class SafetensorsFile:
         length = size - start if length is None else min(max(length, 0), size - start)
         if self._data is not None:
             return self._data[info.start + start : info.start + start + length]
-        with self.path.open("rb") as handle:
-            data = os.pread(handle.fileno(), length, info.start + start)
+        data = self._pread(length, info.start + start)
         if len(data) != length:
             raise InvalidCheckpointError(self.path, f"short read in tensor {name!r}")
         return data
 
     def read_raw_rows(self, name: str, rows: Iterable[int]) -> bytes:
-        """The original bytes of `rows`, concatenated (for backups)."""
+        """The bytes of `rows`, concatenated, in the order given.
+
+        Runs of consecutive rows are read at once (one `pread`, or one range request for a
+        file on the Hub).
+        """
         info = self.tensors[name]
-        with self.path.open("rb") as handle:
-            fd = handle.fileno()
-            return b"".join(os.pread(fd, info.row_bytes, info.row_offset(row)) for row in rows)
+        order = list(rows)
+        runs: list[tuple[int, int]] = []  # (first row, count)
+        for row in order:
+            info.row_offset(row)  # bounds check
+            if runs and row == runs[-1][0] + runs[-1][1]:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((row, 1))
+        chunks = []
+        for first, count in runs:
+            data = self._pread(info.row_bytes * count, info.row_offset(first))
+            if len(data) != info.row_bytes * count:
+                raise InvalidCheckpointError(
+                    self.path, f"short read in tensor {name!r} row {first}"
+                )
+            chunks.append(data)
+        return b"".join(chunks)
+
+
+class ByteSource(Protocol):
+    """Bytes of a file kept elsewhere (a file on the Hub): its size and a ranged read."""
+
+    size: int
+
+    def read(self, offset: int, length: int) -> bytes:
+        """`length` bytes from `offset`."""
+        ...
+
+
+class _Reader:
+    """Sequential reads from a file or a `ByteSource`, as a context manager."""
+
+    def __init__(self, path: Path, source: ByteSource | None):
+        self._path, self._source, self._pos = path, source, 0
+        self._handle: BinaryIO | None = None
+
+    def __enter__(self) -> _Reader:
+        if self._source is None:
+            self._handle = self._path.open("rb")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def read(self, length: int) -> bytes:
+        if self._handle is not None:
+            return self._handle.read(length)
+        assert self._source is not None
+        data = self._source.read(self._pos, length)
+        self._pos += len(data)
+        return data
 
 
 def _parse_header(
