@@ -403,6 +403,8 @@ def repair(
     template: PathLike | str | None = None,
     init: str = "mean",
     gguf: PathLike | None = None,
+    pr: bool = False,
+    revision: str | None = None,
 ) -> Report:
     """Fix what can be fixed safely, then check again.
 
@@ -431,6 +433,11 @@ def repair(
         gguf (`str` or `os.PathLike`, *optional*): repair this GGUF file (converted from
             `finetuned`) instead of the folder; a `.gguf` `finetuned` is repaired the same way.
             `output` is then a file path.
+        pr (`bool`, *optional*, defaults to `False`): for a fine-tune given as a Hub id: open
+            one pull request with the safe small-file fixes (row edits and unsafe fixes are
+            never pushed, only reported); with `dry_run`, only describe it
+            (`report.pull_request`).
+        revision (`str`, *optional*): with `pr`, the revision to check (the PR's parent).
 
     Returns:
         `Report`: `report.remaining` holds what a re-check still finds.
@@ -458,11 +465,28 @@ def repair(
         )  # fmt: skip
     remote = finetuned if finetuned is not None else base
     if remote is not None and _on_hub(remote):
-        raise UsageError(
-            remote,
-            "a repository on the Hub cannot be repaired in place",
-            hint=f"download it (`hf download {os.fspath(remote)} --local-dir DIR`) and repair DIR",
+        if not pr:
+            raise UsageError(
+                remote,
+                "a repository on the Hub cannot be repaired in place",
+                hint="pass --pr (`pr=True`) to open a pull request with the fixes, or download "
+                f"it (`hf download {os.fspath(remote)} --local-dir DIR`) and repair DIR",
+            )
+        from .hub import repair_by_pull_request
+
+        return repair_by_pull_request(
+            base if finetuned is not None else None,
+            os.fspath(remote),
+            select=select,
+            ignore=ignore,
+            dry_run=dry_run,
+            fail_on=fail_on,
+            template=template,
+            revision=revision,
         )
+    if pr or revision is not None:
+        flag = "--pr" if pr else "--revision"
+        raise UsageError(flag, "applies to a fine-tune given as a Hub id (org/name)")
     found, target, _ = _prepare(base, finetuned, writer=not dry_run)
     fixers = registry.resolve(select, ignore)
     options = _options(template, init, base_id=_given_base_id(base if finetuned else None))

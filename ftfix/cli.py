@@ -117,6 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repair.add_argument("--unsafe-fixes", action="store_true", help="also apply unsafe fixes")
     repair.add_argument(
+        "--pr",
+        action="store_true",
+        help="FINETUNED on the Hub: open one pull request with the safe small-file fixes",
+    )
+    repair.add_argument(
+        "--revision", metavar="REV", help="with --pr: the revision to check and fix"
+    )
+    repair.add_argument(
         "--no-backup", action="store_true", help="keep no backup (risky: undo becomes impossible)"
     )
     repair.add_argument(
@@ -260,6 +268,8 @@ def _cmd_repair(args: argparse.Namespace) -> int:
         args,
         api.repair,
         unsafe_fixes=args.unsafe_fixes,
+        pr=args.pr,
+        revision=args.revision,
         dry_run=args.dry_run or args.diff,
         backup=not args.no_backup,
         output=args.output,

@@ -65,6 +65,8 @@ class Report:
             reports with one entry per rule (JUnit).
         fetched (`dict`, *optional*): for a fine-tune on the Hub, the repo, the revision read
             and the bytes fetched (small files, weight headers and rows, range requests).
+        pull_request (`dict`, *optional*): `repair --pr` of a Hub repo: `title`,
+            `description`, `files`, `parent_commit`, and `url` once opened (`None` on a dry run).
     """
 
     base: str | None
@@ -86,6 +88,7 @@ class Report:
     runtimes: list[Answer] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     fetched: dict[str, Any] | None = None
+    pull_request: dict[str, Any] | None = None
 
     # ------------------------------------------------------------- verdict
     @property
@@ -167,8 +170,24 @@ class Report:
             lines.append(runtimes_text(self.runtimes))
         if self.fetched:
             lines.append(self.fetched_line())
+        if self.pull_request:
+            lines.append(self.pull_request_text())
         lines.append(self.summary())
         return "\n".join(lines)
+
+    def pull_request_text(self) -> str:
+        """The pull request opened (its URL), or on a dry run the one that would be."""
+        pr = self.pull_request or {}
+        files = ", ".join(pr.get("files", []))
+        if not files:
+            return f"No pull request: nothing in {pr.get('repo_id')} can be fixed by small files."
+        if pr.get("url"):
+            return f"Opened a pull request on {pr.get('repo_id')} ({files}): {pr['url']}"
+        body = "\n".join("  " + line if line else "" for line in pr["description"].splitlines())
+        return (
+            f"Would open a pull request on {pr.get('repo_id')} changing {files}:\n"
+            f"  title: {pr['title']}\n{body}"
+        )
 
     def fetched_line(self) -> str:
         """What reading a fine-tune on the Hub cost, in one line."""
@@ -284,6 +303,7 @@ class Report:
             ],
             **({"runtimes": [a.to_dict() for a in self.runtimes]} if self.runtimes else {}),
             "fetched": self.fetched,
+            "pull_request": self.pull_request,
         }
 
     def to_json(self, *, indent: int | None = 2) -> str:

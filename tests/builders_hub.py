@@ -141,7 +141,8 @@ def build_hub_finetune(folder: Path, *, stops: bool = False, head_trained: bool 
 
 
 def build_hub_base(folder: Path) -> Path:
-    """The local base: the same tokenizer files and config, no weights, a stopping config."""
+    """The local base: the same tokenizer files and config, no weights, a stopping config
+    with sampling defaults."""
     folder.mkdir(parents=True, exist_ok=True)
     build_tokenizer(folder, chat_template=LLAMA3_TEMPLATE)
     write_config_8b(folder)
@@ -149,5 +150,21 @@ def build_hub_base(folder: Path) -> Path:
         folder,
         eos_token_id=[TOKEN_IDS["<|end_of_text|>"], TOKEN_IDS["<|eot_id|>"]],
         bos_token_id=TOKEN_IDS["<|begin_of_text|>"],
+        temperature=0.6,
+        top_p=0.9,
+        do_sample=True,
     )
+    return folder
+
+
+def variant(source: Path, folder: Path, small_files: dict[str, bytes]) -> Path:
+    """A copy of `source` sharing its shards (hard links) with some small files replaced."""
+    folder.mkdir(parents=True)
+    for item in source.iterdir():
+        if item.suffix == ".safetensors":
+            os.link(item, folder / item.name)
+        else:
+            (folder / item.name).write_bytes(item.read_bytes())
+    for name, data in small_files.items():
+        (folder / name).write_bytes(data)
     return folder

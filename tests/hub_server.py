@@ -13,6 +13,7 @@ A private repo answers 401 `X-Error-Code: RepoNotFound` unless `Authorization: B
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -51,6 +52,7 @@ class FakeHub:
     served: Counter[str] = field(default_factory=Counter)  # "repo/path" -> body bytes sent
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, range
     refused: list[str] = field(default_factory=list)
+    commits: list[dict[str, object]] = field(default_factory=list)  # what create_commit sent
     lifetime: float = 300.0
 
     def add(self, repo_id: str, folder: Path, *, private: bool = False, token: str | None = None):
@@ -86,6 +88,9 @@ class FakeHub:
             def do_HEAD(self) -> None:
                 hub._handle(self, head=True)
 
+            def do_POST(self) -> None:
+                hub._post(self)
+
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -99,6 +104,63 @@ class FakeHub:
         self._timer.cancel()
         self._server.shutdown()
         self._server.server_close()
+
+    # ------------------------------------------------------------------ writes
+    def _json(self, handler: BaseHTTPRequestHandler, data: object) -> None:
+        body = json.dumps(data).encode()
+        handler.send_response(200)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+
+    def _post(self, handler: BaseHTTPRequestHandler) -> None:
+        """`preupload` (every file is a regular git blob) and `commit` (NDJSON; create_pr)."""
+        split = urlsplit(handler.path)
+        path = unquote(split.path)
+        body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+        self.requests.append(("POST", path, None))
+        match = re.match(r"^/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)$", path)
+        if match is None:
+            return self._error(handler, 404, "EntryNotFound", f"no route {path}")
+        repo_id, action, rev = match.groups()
+        repo = self._repo(handler, repo_id, rev)
+        if repo is None:
+            return None
+        token = handler.headers.get("Authorization", "")
+        if not token.startswith("Bearer ") or (repo.token and token != f"Bearer {repo.token}"):
+            return self._error(handler, 401, "Unauthorized", "Invalid credentials in header")
+        if action == "preupload":
+            files = json.loads(body)["files"]
+            return self._json(
+                handler,
+                {
+                    "files": [
+                        {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
+                        for f in files
+                    ]
+                },
+            )
+        lines = [json.loads(line) for line in body.splitlines() if line.strip()]
+        header = next(x["value"] for x in lines if x["key"] == "header")
+        files = {
+            x["value"]["path"]: base64.b64decode(x["value"]["content"])
+            for x in lines
+            if x["key"] == "file"
+        }
+        self.commits.append(
+            {"repo": repo_id, "query": split.query, "header": header, "files": files}
+        )
+        oid = hashlib.sha1(repr(len(self.commits)).encode()).hexdigest()
+        root = f"http://127.0.0.1:{self._server.server_address[1]}/{repo_id}"
+        return self._json(
+            handler,
+            {
+                "commitUrl": f"{root}/commit/{oid}",
+                "commitOid": oid,
+                "pullRequestUrl": f"{root}/discussions/{len(self.commits)}",
+            },
+        )
 
     # ---------------------------------------------------------------- handlers
     def _authorized(self, repo: Repo, handler: BaseHTTPRequestHandler) -> bool:

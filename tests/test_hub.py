@@ -16,7 +16,8 @@ from pathlib import Path
 
 import huggingface_hub.constants
 import pytest
-from builders_hub import build_hub_base, build_hub_finetune
+from builders_hub import build_hub_base, build_hub_finetune, variant
+from ckpt_builders import LLAMA3_TEMPLATE_NO_GEN_PROMPT, tree_digest
 from hub_server import FakeHub
 
 import ftfix
@@ -24,6 +25,7 @@ from ftfix.cli import main
 from ftfix.errors import CheckpointNotFoundError, UsageError
 
 REPO = "acme/llama3-8b-chat"
+BROKEN = "acme/llama3-8b-chat-v2"  # also lost the template's generation prompt
 PRIVATE = "acme/private-chat"
 TOKEN = "hf_test_token_21"
 MB = 10**6
@@ -39,6 +41,10 @@ def hub(tmp_path_factory):
     server = FakeHub(lifetime=600)
     server.add(REPO, folder)
     server.add(PRIVATE, folder, private=True, token=TOKEN)
+    broken = variant(
+        folder, root / "broken", {"chat_template.jinja": LLAMA3_TEMPLATE_NO_GEN_PROMPT.encode()}
+    )
+    server.add(BROKEN, broken)
     url = server.start()
     yield server, url, folder
     server.stop()
@@ -61,6 +67,7 @@ def env(hub, tmp_path, monkeypatch):
     server.served.clear()
     server.requests.clear()
     server.refused.clear()
+    server.commits.clear()
     return server
 
 
@@ -154,9 +161,7 @@ def test_private_repo_without_token_is_a_clear_error(env, base, monkeypatch, cap
     assert "FTX206" in codes(ftfix.check(base, PRIVATE))
 
 
-def test_repair_of_a_hub_repo_is_refused(env, base):
-    with pytest.raises(UsageError, match="cannot be repaired in place"):
-        ftfix.repair(base, REPO)
+def test_revision_needs_a_hub_id(env, base):
     with pytest.raises(UsageError, match="applies to a fine-tune given as a Hub id"):
         ftfix.check(base, base, revision="main")
 
@@ -194,3 +199,75 @@ def test_cli_with_hf_endpoint_in_the_environment(env, base, hub, tmp_path):
     doc = json.loads(out.stdout)
     assert doc["finetuned"] == REPO and doc["fetched"]["weight_bytes"] < 10 * MB
     assert env.refused == []
+
+
+# ----------------------------------------------------------------------------- repair --pr
+def test_pr_files_equal_what_a_local_repair_writes(env, base, hub, tmp_path, monkeypatch):
+    """One pull request, on the checked commit, whose files are byte for byte what `ftfix
+    repair` writes into a local copy; weights are never pushed."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    report = ftfix.repair(base, BROKEN, pr=True, unsafe_fixes=True)
+    (commit,) = env.commits
+    assert commit["repo"] == BROKEN and commit["query"] == "create_pr=1"
+    assert commit["header"]["parentCommit"] == env.repos[BROKEN].sha
+    local = variant(env.repos[BROKEN].folder, tmp_path / "local", {})
+    written = ftfix.repair(base, local, backup=False).written
+    assert sorted(commit["files"]) == sorted(written) == report.written
+    assert {"chat_template.jinja", "generation_config.json"} <= set(written)
+    for name, data in commit["files"].items():
+        assert data == (local / name).read_bytes(), name
+    assert not [n for n in commit["files"] if n.endswith(".safetensors")]
+    pull = report.pull_request
+    assert pull is not None and pull["url"].endswith(f"/{BROKEN}/discussions/1")
+    # What the PR leaves: the untrained row, which no file change fixes.
+    assert "FTX206" in codes_of(report.remaining) and "FTX202" not in codes_of(report.remaining)
+    assert env.weight_bytes(BROKEN) < 10 * MB and env.refused == []
+
+
+def codes_of(findings) -> set[str]:
+    return {f.code for f in findings}
+
+
+def test_pr_description_says_what_was_wrong_the_evidence_and_what_changed(env, base):
+    report = ftfix.repair(base, BROKEN, pr=True, dry_run=True)
+    assert env.commits == []  # a dry run opens nothing
+    pull = report.pull_request
+    assert pull is not None and pull["url"] is None
+    text = pull["description"]
+    fixed, _, rest = text.partition("## Not changed by this pull request")
+    for finding in report.applied:
+        assert finding.code in fixed and finding.message in fixed
+    assert {"FTX002", "FTX202"} <= codes_of(report.applied)
+    assert "FTX206" in rest and "no automatic fix" in rest
+    assert "FTX102" in rest and "not pushed" in rest
+    assert "```diff\n--- a/chat_template.jinja" in text and "+++ b/generation_config.json" in text
+    assert pull["files"] == ["chat_template.jinja", "generation_config.json"]
+    assert pull["parent_commit"] == env.repos[BROKEN].sha
+
+
+def test_pr_dry_run_cli_shows_the_pr(env, base, capsys):
+    assert main(["repair", str(base), BROKEN, "--pr", "--dry-run"]) == 1
+    out = capsys.readouterr().out
+    assert f"Would open a pull request on {BROKEN} changing chat_template.jinja, " in out
+    assert "  title: ftfix: " in out and "## What was wrong, and what this changes" in out
+    assert env.commits == []
+
+
+def test_pr_without_a_token(env, base, capsys):
+    """Public repo, no token: the check works, the push is refused with a clear error; a
+    private repo without a token stops before anything is read."""
+    with pytest.raises(CheckpointNotFoundError, match="refused the pull request: no token"):
+        ftfix.repair(base, BROKEN, pr=True)
+    assert main(["repair", str(base), PRIVATE, "--pr"]) == 2
+    err = capsys.readouterr().err
+    assert "not found on the Hub, or private" in err and "hf auth login" in err
+    assert env.commits == []
+
+
+def test_pr_needs_a_hub_id_and_the_hub_needs_pr(env, base, tmp_path):
+    before = tree_digest(base)
+    with pytest.raises(UsageError, match="--pr: applies to a fine-tune given as a Hub id"):
+        ftfix.repair(base, base, pr=True)
+    with pytest.raises(UsageError, match="pass --pr"):
+        ftfix.repair(base, BROKEN)
+    assert tree_digest(base) == before and env.commits == []

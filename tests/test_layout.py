@@ -42,7 +42,7 @@ def layer(module: str) -> str:
         return "data"
     if head == "registry":
         return "rules"
-    if head in ("api", "api_gguf", "plan", "batch", "report", "readme", "config", "formats"):
+    if head in ("api", "api_gguf", "plan", "batch", "report", "readme", "config", "formats", "hub"):
         return "orchestration"
     if head in ("cli", "verify", "integrations", "__init__", "__main__"):
         return "faces"
