@@ -20,7 +20,7 @@ from .errors import (
 )
 from .findings import Severity
 from .io import jsonfmt
-from .io.checkpoint import Checkpoint, _checkpoint_dirs, is_hub_id, offline, resolve_path
+from .io.checkpoint import Checkpoint, Kind, _checkpoint_dirs, is_hub_id, offline, resolve_path
 from .io.gguf import is_gguf_path
 from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
 from .io.remote import HubCheckpoint, open_hub
@@ -156,6 +156,7 @@ def _find_base(base: PathLike | None, target: Checkpoint, given: Path) -> _Base:
                 "base and fine-tuned checkpoint are the same folder",
                 hint="pass the base model the fine-tune started from as BASE",
             )
+        _refuse_other_model(source, target)
         return _Base(source, os.fspath(base), "given")
     candidates = _candidates(target, given)
     failures = []
@@ -163,6 +164,7 @@ def _find_base(base: PathLike | None, target: Checkpoint, given: Path) -> _Base:
         ckpt, why = _reach(value, target)
         if ckpt is not None:
             logger.info("using the base named in %s: %s", where, value)
+            _refuse_other_model(ckpt, target)
             return _Base(ckpt, value, where)
         if why != "is the fine-tune itself":
             failures.append((value, where, why))
@@ -175,6 +177,52 @@ def _find_base(base: PathLike | None, target: Checkpoint, given: Path) -> _Base:
     # The most useful to name: a Hub id (it can be fetched), else the first found.
     value, where, why = next((f for f in failures if is_hub_id(f[0])), failures[0])
     return _Base(None, value, where, why_not=f"the base {value} named in {where} {why}")
+
+
+_HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
+
+
+def _hidden_size(ckpt: Checkpoint) -> int | None:
+    """The model width: config.json's, else the width of a stored embedding (an adapter's)."""
+    config = ckpt.json("config.json") or {}
+    text = config.get("text_config")
+    for source in (config, text if isinstance(text, dict) else {}):
+        for key in _HIDDEN_KEYS:
+            value = source.get(key)
+            if isinstance(value, int) and not isinstance(value, bool):
+                return value
+    for file in ckpt.weight_files().values():
+        for name in file.tensors:
+            if name.endswith(("embed_tokens.weight", "lm_head.weight")) and "lora_" not in name:
+                shape = file.info(name).shape
+                if len(shape) == 2:
+                    return int(shape[1])
+    return None
+
+
+def _refuse_other_model(base: Checkpoint, target: Checkpoint) -> None:
+    """A base of another width cannot be this fine-tune's base: say so instead of comparing."""
+    if target.kind is Kind.TOKENIZER or base.kind is Kind.TOKENIZER:
+        return
+    ours, theirs = _hidden_size(target), _hidden_size(base)
+    if ours is not None and theirs is not None and ours != theirs:
+        raise IncompatibleCheckpointsError(
+            target.root,
+            f"base and fine-tune differ in hidden size ({theirs} vs {ours}): is BASE the model "
+            "the fine-tune started from?",
+            hint="pass the base model the fine-tune was trained from as BASE",
+        )
+
+
+def _rules(value: Sequence[str] | str | None, option: str) -> list[str] | None:
+    """Rule codes as a list: a string is split on commas, as the CLI does (`"FTX0,FTX201"`)."""
+    if value is None:
+        return None
+    items = [value] if isinstance(value, str) else list(value)
+    codes = [c.strip() for item in items for c in item.split(",") if c.strip()]
+    if isinstance(value, str) and not codes:
+        raise UsageError(option, "names no rule", hint="pass codes, prefixes or names: FTX0,FTX201")
+    return codes
 
 
 def _options(
@@ -311,8 +359,8 @@ def check(
     base: PathLike | None,
     finetuned: PathLike | None = None,
     *,
-    select: Sequence[str] | None = None,
-    ignore: Sequence[str] = (),
+    select: Sequence[str] | str | None = None,
+    ignore: Sequence[str] | str = (),
     fail_on: Severity | str = Severity.ERROR,
     template: PathLike | str | None = None,
     gguf: PathLike | None = None,
@@ -331,7 +379,8 @@ def check(
             the base the folder names. With `finetuned` omitted, this is the fine-tune.
         finetuned (`str` or `os.PathLike`): merged model, PEFT adapter, tokenizer folder, or a
             trainer output folder (its newest `checkpoint-N` is checked).
-        select (`Sequence[str]`, *optional*): rule codes, code prefixes (`FTX0`) or names to run.
+        select (`Sequence[str]` or `str`, *optional*): rule codes, code prefixes (`FTX0`) or
+            names to run; a string is split on commas (`"FTX0,FTX201"`).
         ignore (`Sequence[str]`, *optional*): rule codes, prefixes or names to skip.
         fail_on (`Severity` or `str`, *optional*, defaults to `"error"`): lowest severity that
             makes `report.exit_code` 1.
@@ -371,7 +420,7 @@ def check(
             given, path, gguf=gguf, select=select, ignore=ignore, fail_on=fail_on,
             options=_options(template),
         )  # fmt: skip
-    fixers = registry.resolve(select, ignore)
+    fixers = registry.resolve(_rules(select, "select"), _rules(ignore, "ignore") or ())
     options = _options(template, base_id=_given_base_id(base if finetuned else None))
     found, target, hub = _prepare(base, finetuned, writer=False, revision=revision)
     try:  # everything that reads the fine-tune, before a Hub mirror is removed
@@ -393,8 +442,8 @@ def repair(
     base: PathLike | None,
     finetuned: PathLike | None = None,
     *,
-    select: Sequence[str] | None = None,
-    ignore: Sequence[str] = (),
+    select: Sequence[str] | str | None = None,
+    ignore: Sequence[str] | str = (),
     unsafe_fixes: bool = False,
     dry_run: bool = False,
     backup: bool = True,
@@ -488,7 +537,7 @@ def repair(
         flag = "--pr" if pr else "--revision"
         raise UsageError(flag, "applies to a fine-tune given as a Hub id (org/name)")
     found, target, _ = _prepare(base, finetuned, writer=not dry_run)
-    fixers = registry.resolve(select, ignore)
+    fixers = registry.resolve(_rules(select, "select"), _rules(ignore, "ignore") or ())
     options = _options(template, init, base_id=_given_base_id(base if finetuned else None))
     plan = _build(found, target, fixers, options, apply_fixes=True, unsafe_fixes=unsafe_fixes)
     report = _report("dry-run" if dry_run else "repair", found, target, plan, fail_on, fixers)
@@ -562,5 +611,5 @@ def explain(code_or_name: str) -> str:
         `UnknownCodeError`: no rule has that code or name.
     """
     fixer = registry.get(code_or_name)
-    header = f"{fixer.code} {fixer.name} ({fixer.severity.value})"
+    header = f"{fixer.code} {fixer.name} ({fixer.severity_label()})"
     return f"{header}\n\n{fixer.documentation()}\n"

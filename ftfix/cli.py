@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__, api, config, formats, registry
 from .batch import BatchResult, expand_targets, run_many
-from .errors import FtfixError, UsageError, is_panic
+from .errors import FtfixError, NothingToUndoError, UsageError, is_panic
 from .report import Report
 
 __all__ = ["main", "run"]
@@ -23,10 +23,22 @@ __all__ = ["main", "run"]
 EXIT_OK, EXIT_FINDINGS, EXIT_ERROR, EXIT_RULE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
-def _codes(values: list[str] | None) -> list[str] | None:
+def _codes(values: list[str] | None, *, option: str = "--select") -> list[str] | None:
     if values is None:
         return None
-    return [code.strip() for value in values for code in value.split(",") if code.strip()]
+    codes = [code.strip() for value in values for code in value.split(",") if code.strip()]
+    if not codes:
+        raise UsageError(option, "names no rule", hint="pass codes, prefixes or names: FTX0,FTX201")
+    return codes
+
+
+def _add_global(parser: argparse.ArgumentParser) -> None:
+    # Also accepted after the subcommand (`ftfix check -v ...`); SUPPRESS keeps the value given
+    # before it when the flag is not repeated here.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks for errors")  # fmt: skip
+    parser.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                        help="log what is done")  # fmt: skip
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -161,7 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     rules = sub.add_parser("rules", help="list all rules")
     rules.add_argument("--format", choices=("text", "json"), default="text")
+    for choice in sub.choices.values():
+        _add_global(choice)
     return parser
+
+
+_COLOURS = {"error": "31", "warning": "33", "info": "36", "[fixed]": "32", "[*]": "32"}
+
+
+def _colour(text: str) -> str:
+    """Severity words and fix markers in colour, when stdout is a terminal and NO_COLOR is unset."""
+    if os.environ.get("NO_COLOR") or not sys.stdout.isatty():
+        return text
+    import re
+
+    def paint(match: re.Match[str]) -> str:
+        word = match.group(2)
+        return f"{match.group(1)}\033[{_COLOURS[word]}m{word}\033[0m"
+
+    text = re.sub(r"(\bFTX\d{3} )(error|warning|info)\b", paint, text)
+    return re.sub(r"( )(\[fixed\]|\[\*\])(?= )", paint, text)
 
 
 def _print_report(report: Report, fmt: str, *, diff: bool = False, debug: bool = False) -> None:
@@ -171,7 +202,7 @@ def _print_report(report: Report, fmt: str, *, diff: bool = False, debug: bool =
         sys.stdout.write(report.diff)
         print(report.summary(), file=sys.stderr)
     else:
-        print(report.render_text(debug=debug))
+        print(_colour(report.render_text(debug=debug)))
 
 
 def _split(paths: Sequence[str], *, files: bool = False) -> tuple[str | None, list[str]]:
@@ -211,7 +242,7 @@ def _run_targets(args: argparse.Namespace, func: Callable[..., Report], **kwargs
         return settings.selection(
             target,
             select=_codes(args.select),
-            ignore=_codes(args.ignore) or (),
+            ignore=_codes(args.ignore, option="--ignore") or (),
             fail_on=args.fail_on,
         )
 
@@ -298,7 +329,11 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_undo(args: argparse.Namespace) -> int:
-    restored = api.undo(args.finetuned)
+    try:
+        restored = api.undo(args.finetuned)
+    except NothingToUndoError:
+        print(f"Nothing to undo in {args.finetuned}.")
+        return EXIT_OK
     for rel in restored:
         print(f"restored {rel}")
     print(f"Restored {len(restored)} file{'s' if len(restored) != 1 else ''}.")
@@ -314,13 +349,13 @@ def _cmd_rules(args: argparse.Namespace) -> int:
     fixers = registry.all_fixers()
     if args.format == "json":
         print(json.dumps([
-            {"code": f.code, "name": f.name, "severity": f.severity.value, "summary": f.summary()}
+            {"code": f.code, "name": f.name, "severity": f.severity_label(), "summary": f.summary()}
             for f in fixers
         ], indent=2))  # fmt: skip
         return EXIT_OK
     width = max(len(f.name) for f in fixers)
     for f in fixers:
-        print(f"{f.code}  {f.name:<{width}}  {f.severity.value:<8} {f.summary()}")
+        print(f"{f.code}  {f.name:<{width}}  {f.severity_label():<13} {f.summary()}")
     return EXIT_OK
 
 
@@ -357,7 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"ftfix: error: {where}{exc.strerror or exc}", file=sys.stderr)
-        print("hint: check the path, permissions and free disk space", file=sys.stderr)
+        if isinstance(exc, FileExistsError):
+            print("hint: pass a new or empty folder to -o/--output", file=sys.stderr)
+        else:
+            print("hint: check the path, permissions and free disk space", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("ftfix: interrupted", file=sys.stderr)

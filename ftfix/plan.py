@@ -5,12 +5,15 @@ from __future__ import annotations
 import difflib
 import logging
 import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .analysis.context import Context, InputMissing, Need, Options
+from .analysis.generation_config import new_issues
 from .analysis.gguf import GGUFContext, apply_to_prefix, splice_between, staged_metadata
+from .analysis.stops import GENERATION_CONFIG
 from .errors import InvalidCheckpointError, is_panic
 from .findings import (
     Applicability,
@@ -18,9 +21,11 @@ from .findings import (
     Finding,
     RuleFailure,
     RuleSkip,
+    Severity,
     SpliceEdit,
     TensorEdit,
 )
+from .io import jsonfmt
 from .io.checkpoint import Checkpoint, Kind
 from .rules.base import Fixer, GGUFFixer
 
@@ -41,6 +46,7 @@ class Plan:
         tensor_edits (`list[TensorEdit]`): row rewrites and (`TensorResizeEdit`) grown tensors.
         skipped_rules (`list[RuleSkip]`): rules not run for want of an input they need.
         failures (`list[RuleFailure]`): rules that raised (the others ran).
+        staged (`Checkpoint`, *optional*): the target as the file edits leave it.
     """
 
     findings: list[Finding] = field(default_factory=list)
@@ -51,6 +57,7 @@ class Plan:
     skipped_rules: list[RuleSkip] = field(default_factory=list)
     failures: list[RuleFailure] = field(default_factory=list)
     splice_edits: dict[str, SpliceEdit] = field(default_factory=dict)
+    staged: Checkpoint | None = field(default=None, repr=False)
 
     @property
     def empty(self) -> bool:
@@ -131,7 +138,114 @@ def build(
 
     A fix whose edits were computed against content that an earlier fix has since changed is
     rejected as a conflict (reported, not applied). Edits to the same file merge into one.
+
+    No fix may create a new problem: a fix that would write a `generation_config.json`
+    transformers refuses is rejected, and when fixes are applied the staged result is checked
+    again; a fix behind an error the checkpoint as it is does not have is taken out of the plan
+    (reported as skipped, with the error it would create).
     """
+    refused: dict[tuple[str, str | None], str] = {}
+    before: set[tuple[str, str | None]] | None = None
+    kwargs: dict[str, Any] = {"options": options, "no_base_reason": no_base_reason}
+    while True:
+        plan = _build(
+            base, target, fixers, apply_fixes=apply_fixes, unsafe_fixes=unsafe_fixes,
+            refused=refused, **kwargs,
+        )  # fmt: skip
+        if not apply_fixes or not plan.applied or not plan.file_edits:
+            return plan
+        if before is None:  # the errors of the checkpoint as it is, with no fix staged
+            before = _errors(base, target, fixers, **kwargs)
+        created = _created(base, plan, fixers, before, **kwargs)
+        if not created:
+            return plan
+        culprit = _culprit(base, target, fixers, plan, refused, before, unsafe_fixes, **kwargs)
+        refused[culprit.key()] = "would create " + "; ".join(
+            f"{f.code} ({f.message})" for f in created
+        )
+
+
+def _errors(
+    base: Checkpoint | None,
+    target: Checkpoint,
+    fixers: Sequence[Fixer],
+    **kwargs: Any,
+) -> set[tuple[str, str | None]]:
+    plan = _build(base, target, fixers, apply_fixes=False, unsafe_fixes=False, refused={}, **kwargs)
+    return {f.key() for f in plan.findings if f.severity is Severity.ERROR}
+
+
+def _created(
+    base: Checkpoint | None,
+    plan: Plan,
+    fixers: Sequence[Fixer],
+    before: set[tuple[str, str | None]],
+    **kwargs: Any,
+) -> list[Finding]:
+    """Errors the staged result has that the checkpoint as it is did not have."""
+    assert plan.staged is not None
+    after = _build(
+        base, plan.staged, fixers, apply_fixes=False, unsafe_fixes=False, refused={}, **kwargs
+    )
+    return [f for f in after.findings if f.severity is Severity.ERROR and f.key() not in before]
+
+
+def _culprit(
+    base: Checkpoint | None,
+    target: Checkpoint,
+    fixers: Sequence[Fixer],
+    plan: Plan,
+    refused: Mapping[tuple[str, str | None], str],
+    before: set[tuple[str, str | None]],
+    unsafe_fixes: bool,
+    **kwargs: Any,
+) -> Finding:
+    """The applied fix whose removal leaves no new error (the last applied one if none does)."""
+    file_fixes = [
+        f for f in plan.applied if f.fix and any(isinstance(e, FileEdit) for e in f.fix.edits)
+    ]
+    for finding in reversed(file_fixes):
+        trial = _build(
+            base, target, fixers, apply_fixes=True, unsafe_fixes=unsafe_fixes,
+            refused={**refused, finding.key(): "trial"}, **kwargs,
+        )  # fmt: skip
+        if not trial.file_edits or not _created(base, trial, fixers, before, **kwargs):
+            return finding
+    return file_fixes[-1] if file_fixes else plan.applied[-1]
+
+
+def _invalid_generation_config(
+    base: Checkpoint | None, staged: Checkpoint, finding: Finding
+) -> str | None:
+    """Why a fix may not write its generation_config.json: transformers would refuse it."""
+    assert finding.fix is not None
+    for edit in finding.fix.edits:
+        if not isinstance(edit, FileEdit) or edit.path != GENERATION_CONFIG:
+            continue
+        try:
+            after = jsonfmt.loads_object(edit.after)
+        except ValueError:
+            return f"would write an unreadable {edit.path}"
+        known = [staged.generation_config, None if base is None else base.generation_config]
+        issues = new_issues(after, known)
+        if issues:
+            return f"would write a {edit.path} transformers refuses: " + "; ".join(
+                i.message for i in issues
+            )
+    return None
+
+
+def _build(
+    base: Checkpoint | None,
+    target: Checkpoint,
+    fixers: Sequence[Fixer],
+    *,
+    apply_fixes: bool,
+    unsafe_fixes: bool,
+    options: Options | None,
+    no_base_reason: str,
+    refused: Mapping[tuple[str, str | None], str],
+) -> Plan:
     plan = Plan()
     ctx = Context(base, target, options or Options())
     staged = target
@@ -168,13 +282,16 @@ def build(
             plan.findings.append(finding)
             reason = _allowed(finding, unsafe_fixes) if apply_fixes else "check only"
             if reason is None:
-                reason = _conflict(staged, finding)
+                reason = refused.get(finding.key()) or _conflict(staged, finding)
+            if reason is None:
+                reason = _invalid_generation_config(base, staged, finding)
             if reason is not None:
                 plan.skipped[finding.key()] = reason
                 continue
             assert finding.fix is not None
             staged = _stage(plan, staged, finding)
             plan.applied.append(finding)
+    plan.staged = staged
     return plan
 
 

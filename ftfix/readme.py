@@ -38,7 +38,7 @@ def rules_table() -> str:
         safety = _first_sentence(section(doc, "Fix safety")).split()[0].lower()
         safety = "none" if safety in ("no", "none") else safety
         lines.append(
-            f"| {fixer.code} | `{fixer.name}` | {fixer.severity.value} | {fixer.summary()} "
+            f"| {fixer.code} | `{fixer.name}` | {fixer.severity_label()} | {fixer.summary()} "
             f"| {_first_sentence(section(doc, 'Fix'))} | {safety} |"
         )
     return "\n".join(lines) + "\n"

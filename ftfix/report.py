@@ -232,7 +232,12 @@ class Report:
             parts.append(f"{self._counts(left)} remaining." if left else "none remaining.")
             if self.backup:
                 parts.append(f'Backup in {self.backup}; "ftfix undo {self.finetuned}" restores it.')
-        return " ".join(parts)
+        notes = [
+            f"Note ({f.code}): {f.data['takes_effect']}."
+            for f in self.applied
+            if f.data.get("takes_effect")
+        ]
+        return " ".join(parts) + "".join("\n" + note for note in notes)
 
     @staticmethod
     def _counts(findings: Sequence[Finding]) -> str:

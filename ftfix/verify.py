@@ -95,8 +95,22 @@ class VerifyReport:
 
     @property
     def stop_rate(self) -> float:
-        """Share of probes that stopped on a stop token before the limit."""
+        """Share of probes that stopped on a stop token before the limit (any stop token)."""
         return self._rate("stopped")
+
+    @property
+    def verdict_rate(self) -> float:
+        """What the verdict judges: stops at the end of the first assistant turn.
+
+        The share of probes that stopped on the template's end-of-turn token before writing
+        further turns. A template without an end-of-turn token (raw text) falls back to `stop_rate`.
+        """
+        return self._rate("stopped_on_end_of_turn") if self.end_of_turn else self.stop_rate
+
+    @property
+    def ok(self) -> bool:
+        """The folder as it is reaches `min_stop_rate`."""
+        return self.verdict_rate >= self.min_stop_rate
 
     @property
     def metrics(self) -> dict[str, float | None]:
@@ -117,9 +131,28 @@ class VerifyReport:
 
     @property
     def exit_code(self) -> int:
-        """1 when the stop rate is below the threshold (judging the repaired copy if measured)."""
-        judged = self.repaired or self
-        return 0 if judged.stop_rate >= self.min_stop_rate else 1
+        """1 when the folder as it is stops below the threshold.
+
+        A repaired copy measured with `compare_before` is shown, never judged in its place.
+        """
+        return 0 if self.ok else 1
+
+    def verdict(self) -> str:
+        """`Verdict: ok.` or why not, for the folder as it is (and what a repair would do)."""
+        what = "end-of-turn stop rate" if self.end_of_turn else "stop rate"
+        if self.ok:
+            text = f"Verdict: ok ({what} {self.verdict_rate:.2f})."
+        else:
+            text = (
+                f"Verdict: {what} {self.verdict_rate:.2f} is below {self.min_stop_rate:.2f}: the "
+                "model does not end its answers."
+            )
+        if self.repaired is not None:
+            after = "would pass" if self.repaired.ok else "would still fail"
+            text += (
+                f" The repaired copy {after} ({self.repaired.verdict_rate:.2f}); run ftfix repair."
+            )
+        return text
 
     def render_text(self) -> str:
         """A table: one column per measured variant."""
@@ -142,8 +175,7 @@ class VerifyReport:
                 flags = [name for name, on in marks.items() if on]
                 what = f"{o.new_tokens} tokens {','.join(flags)}"
                 lines.append(f"  [{v.label}] probe {i}: {what}: {o.answer[:60]!r}")
-        verdict = "ok" if self.exit_code == 0 else f"stop rate below {self.min_stop_rate:.2f}"
-        lines.append(f"Verdict: {verdict}.")
+        lines.append(self.verdict())
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -158,6 +190,8 @@ class VerifyReport:
             "metrics": self.metrics,
             "outcomes": [asdict(o) for o in self.outcomes],
             "repaired": self.repaired.to_dict() if self.repaired else None,
+            "verdict_rate": self.verdict_rate,
+            "verdict": self.verdict(),
             "exit_code": self.exit_code,
         }
 
@@ -177,9 +211,21 @@ class VerifyReport:
             + "</tr>"
             for key in self.metrics
         )
+        samples = "".join(
+            f"<tr><td>{html.escape(v.label)} {i}</td><td>{o.new_tokens}</td>"
+            f"<td>{'yes' if o.stopped_on_end_of_turn else 'no'}</td>"
+            f"<td><code>{html.escape(o.answer[:120])}</code></td></tr>"
+            for v in variants
+            for i, o in enumerate(v.outcomes)
+        )
+        eot = html.escape(", ".join(self.end_of_turn) or "?")
         return (
-            f"<div><p><b>ftfix verify</b> {html.escape(self.finetuned)}</p>"
-            f"<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{rows}</tbody></table></div>"
+            f"<div><p><b>ftfix verify</b> {html.escape(self.finetuned)} (end of turn: "
+            f"<code>{eot}</code>)</p>"
+            f"<p><b>{html.escape(self.verdict())}</b></p>"
+            f"<table><thead><tr><th>metric</th>{head}</tr></thead><tbody>{rows}</tbody></table>"
+            "<table><thead><tr><th>probe</th><th>tokens</th><th>ended turn</th><th>answer</th>"
+            f"</tr></thead><tbody>{samples}</tbody></table></div>"
         )
 
 
@@ -273,7 +319,10 @@ def _measure(
             answer=tokenizer.decode(new, skip_special_tokens=False),
             new_tokens=len(new),
             stopped=stopped,
-            stopped_on_end_of_turn=stopped and new[-1] in eot_ids,
+            # The first assistant turn ended: the first end-of-turn token is where it stopped.
+            stopped_on_end_of_turn=stopped
+            and new[-1] in eot_ids
+            and not any(t in eot_ids for t in new[:-1]),
             empty=not tokenizer.decode(body, skip_special_tokens=True).strip(),
             hit_max_new_tokens=len(new) >= max_new_tokens and not stopped,
             looping=_looping(new, eot_ids),
@@ -299,18 +348,99 @@ def _load(
     if ckpt.kind is Kind.ADAPTER:
         from peft import PeftModel
 
-        model = AutoModelForCausalLM.from_pretrained(
-            str(base.root), trust_remote_code=trust_remote_code
+        loaded: Any = AutoModelForCausalLM.from_pretrained(
+            str(base.root), trust_remote_code=trust_remote_code, output_loading_info=True
         )
+        model, info = loaded
+        _refuse_incomplete(base, info)
+        rows = _adapter_vocabulary(ckpt, len(tokenizer))
+        if rows is not None and rows != model.get_input_embeddings().weight.shape[0]:
+            # Training added tokens: peft saved the resized embedding and head, and loads them
+            # into a base resized the same way first (as the training script did).
+            model.resize_token_embeddings(rows)
         model = PeftModel.from_pretrained(model, str(ckpt.root))
         if ckpt.exists("generation_config.json"):
             model.generation_config = GenerationConfig.from_pretrained(str(ckpt.root))
     else:
-        model = AutoModelForCausalLM.from_pretrained(
-            str(ckpt.root), trust_remote_code=trust_remote_code
+        loaded = AutoModelForCausalLM.from_pretrained(
+            str(ckpt.root), trust_remote_code=trust_remote_code, output_loading_info=True
         )
+        model, info = loaded
+        _refuse_incomplete(ckpt, info)
     model.to(device).eval()
     return model, tokenizer
+
+
+_RECORDED_SUFFIXES = (".safetensors", ".json", ".jinja", ".model", ".txt", ".tiktoken")
+
+
+def _loaded_files(ckpt: Checkpoint) -> list[Path]:
+    # What from_pretrained reads: weights, configs, tokenizer and template files at the top.
+    return sorted(
+        p
+        for p in ckpt.root.iterdir()
+        if p.is_file() and p.suffix in _RECORDED_SUFFIXES and not p.name.startswith(".")
+    )
+
+
+def _record(report: VerifyReport, target: Checkpoint, base: Checkpoint) -> None:
+    """Keep what verify measured in `.ftfix/verified.json`, for `check` to trust (FTX206)."""
+    from datetime import datetime, timezone
+
+    from .analysis.verified import RECORD, fingerprint
+    from .write import write_state_file
+
+    if not report.end_of_turn:
+        return
+    files = {p.name: fingerprint(p) for p in _loaded_files(target)}
+    if target.kind is Kind.ADAPTER:
+        files.update({str(p.resolve()): fingerprint(p) for p in _loaded_files(base)})
+    data = {
+        "end_of_turn": report.end_of_turn[0],
+        "end_of_turn_stop_rate": report.verdict_rate,
+        "stop_rate": report.stop_rate,
+        "probes": len(report.outcomes),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "files": files,
+    }
+    try:
+        write_state_file(
+            target.root, Path(RECORD).name, (json.dumps(data, indent=2) + "\n").encode()
+        )
+    except (OSError, ValueError) as exc:  # a read-only folder: the result is still reported
+        logger.warning("could not record the verify result in %s: %s", target.root, exc)
+
+
+def _refuse_incomplete(ckpt: Checkpoint, info: Mapping[str, Any]) -> None:
+    """Stop when transformers had to initialise weights the folder lacks.
+
+    Numbers measured on randomly initialised weights would mean nothing.
+    """
+    missing = sorted(str(k) for k in info.get("missing_keys") or ())
+    if missing:
+        shown = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        raise InvalidCheckpointError(
+            ckpt.root,
+            f"weights incomplete: transformers initialised {len(missing)} missing tensors "
+            f"({shown}), so generation would measure random weights",
+            hint="point verify at the complete model (all shards downloaded, not LFS pointers)",
+        )
+
+
+def _adapter_vocabulary(ckpt: Checkpoint, tokenizer_length: int) -> int | None:
+    """The vocabulary size the adapter was trained with, else `None` (the base's applies).
+
+    It is the row count of the embedding or head peft saved with the adapter.
+    """
+    for file in ckpt.weight_files().values():
+        for name in file.tensors:
+            if name.endswith(("embed_tokens.weight", "lm_head.weight")) and "lora_" not in name:
+                shape = file.info(name).shape
+                if len(shape) == 2:
+                    return int(shape[0])
+    return None
 
 
 def _eot_probability(
@@ -337,6 +467,7 @@ def verify(
     min_stop_rate: float = 0.9,
     unsafe_fixes: bool = False,
     trust_remote_code: bool = False,
+    record: bool = True,
 ) -> VerifyReport:
     """Generate greedily from the fine-tune and measure whether answers appear and stop.
 
@@ -352,9 +483,17 @@ def verify(
         min_stop_rate (`float`, *optional*, defaults to 0.9): `exit_code` is 1 below it.
         unsafe_fixes (`bool`, *optional*): apply unsafe fixes to the temporary copy too.
         trust_remote_code (`bool`, *optional*): passed to transformers; off unless you ask.
+        record (`bool`, *optional*, defaults to `True`): keep the result in
+            `FINETUNED/.ftfix/verified.json` with fingerprints of the files loaded; while they
+            are unchanged, `check` reports an end-of-turn row that looks untrained as verified
+            (FTX206, info) when the measured end-of-turn stop rate proves the model stops.
 
     Returns:
         `VerifyReport`.
+
+    Raises:
+        `InvalidCheckpointError`: transformers reports missing weights (the numbers would
+            measure random weights), or the prompts file is malformed.
     """
     if prompts is None:
         probes: Sequence[Sequence[Message]] = DEFAULT_PROBES
@@ -366,6 +505,8 @@ def verify(
               "trust_remote_code": trust_remote_code, "min_stop_rate": min_stop_rate}  # fmt: skip
     target = Checkpoint.open(finetuned)
     report = _measure(base, target.root, probes, label="as is", **kwargs)  # type: ignore[arg-type]
+    if record:
+        _record(report, target, Checkpoint.open(base, role="base"))
     if compare_before:
         from .api import repair
 

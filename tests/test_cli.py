@@ -90,14 +90,15 @@ def test_select_and_ignore(broken, capsys):
 
 
 def test_undo_cli(broken, capsys):
-    """undo restores and lists files; a second undo has nothing to do (exit 2)."""
+    """undo restores and lists files; a second undo has nothing to do (says so, exit 0)."""
     base, ft = broken
     before = tree_digest(ft)
     main(["repair", str(base), str(ft)])
     assert main(["undo", str(ft)]) == 0
     assert "restored chat_template.jinja" in capsys.readouterr().out
     assert tree_digest(ft) == before
-    assert main(["undo", str(ft)]) == 2
+    assert main(["undo", str(ft)]) == 0
+    assert "Nothing to undo" in capsys.readouterr().out
 
 
 def test_explain_and_rules(capsys):

@@ -13,7 +13,7 @@ from ckpt_builders import (
 pytestmark = pytest.mark.slow
 
 
-def test_callback_repairs_each_saved_checkpoint(tmp_path):
+def test_callback_repairs_each_saved_checkpoint(tmp_path, capsys):
     """Every checkpoint-N saved with a template that lost its tail is repaired during training."""
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM, Trainer, TrainingArguments
@@ -44,6 +44,10 @@ def test_callback_repairs_each_saved_checkpoint(tmp_path):
         # FTX402: the Trainer saves checkpoints with use_cache false (TrainingArguments.use_cache)
         assert [f.code for f in report.applied] == ["FTX002", "FTX402"]
     assert callback.errors == {}
+    # Issue 13 item 17: one visible line per repaired checkpoint during training.
+    err = capsys.readouterr().err
+    for folder in saved:
+        assert f"ftfix: {folder}: Fixed 1 problem; none remaining." in err
 
 
 def test_callback_never_raises(tmp_path, caplog):

@@ -25,7 +25,7 @@ def test_docstring_sections(fixer):
     for section in registry.REQUIRED_SECTIONS:
         assert section in doc
     assert ftfix.explain(fixer.code).startswith(
-        f"{fixer.code} {fixer.name} ({fixer.severity.value})"
+        f"{fixer.code} {fixer.name} ({fixer.severity_label()})"
     )
 
 
@@ -109,3 +109,18 @@ def test_readme_rules_table_in_sync():
     match = re.search(r"<!-- rules:start -->\n(.*?)<!-- rules:end -->", readme, re.S)
     assert match, "README.md lacks the rules markers"
     assert match.group(1) == rules_table(), "run: python -m ftfix.readme README.md"
+
+
+def test_one_severity_truth_for_ftx204():
+    """Issue 13 item 8: FTX204 prints warnings and errors; the rules table, `explain` and the
+    README sample agree, and a rule cannot emit a severity it does not declare."""
+    from ftfix.findings import Severity
+
+    fixer = ftfix.registry.get("FTX204")
+    assert fixer.severity_label() == "error/warning"
+    assert "| FTX204 | `eos-token-drift` | error/warning |" in rules_table()
+    assert ftfix.explain("FTX204").startswith("FTX204 eos-token-drift (error/warning)")
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert "FTX204 warning" in readme  # the sample output, now consistent with the table
+    with pytest.raises(ValueError, match="declares error/warning, not info"):
+        fixer.finding("x", severity=Severity.INFO)

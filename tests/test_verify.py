@@ -39,7 +39,7 @@ def test_broken_then_repaired(trained, tmp_path):
     assert report.repaired.metrics["empty_rate"] == 0.0
     # the model did learn to end turns: teacher-forced probability of <|im_end|> is high
     assert report.metrics["mean_end_of_turn_probability"] > 0.5
-    assert report.exit_code == 0
+    assert report.exit_code == 1  # the folder as it is does not stop (issue 13 item 13)
     text = report.render_text()
     assert "stop_rate" in text and "repaired" in text
     assert "<table>" in report._repr_html_()

@@ -60,6 +60,7 @@ __all__ = [
     "token_scope",
     "tokenizer_for",
     "unchanged_from_base",
+    "weights_view",
 ]
 
 logger = logging.getLogger(__name__)
@@ -1212,6 +1213,22 @@ def init_option(ctx: Context) -> str:
 _CACHE: WeakKeyDictionary[Checkpoint, list[tuple[Checkpoint | None, EmbeddingAnalysis | None]]] = (
     WeakKeyDictionary()
 )
+
+
+def weights_view(verdicts: Sequence[TokenVerdict]) -> list[TokenVerdict]:
+    """The verdicts as the weight rules (FTX102, FTX103) report them.
+
+    The output row of a token that ends generation (eos, end of turn) is judged once, by the
+    stop chain (FTX206: an error whether zero or only initialized, with the cure), so it is left
+    out here; a tied row still counts here for its input role.
+    """
+    view = []
+    for verdict in verdicts:
+        if verdict.token.stops:
+            sides = tuple(s for s in verdict.sides if s.side != "output")
+            verdict = TokenVerdict(verdict.token, sides)
+        view.append(verdict)
+    return view
 
 
 def analyse(ctx: Context) -> EmbeddingAnalysis | None:

@@ -42,6 +42,7 @@ __all__ = [
     "stop_setup",
     "token_name",
     "token_vocabulary",
+    "trains_output_row",
     "untrained_output_row",
 ]
 
@@ -348,22 +349,26 @@ def stop_setup(ctx: Context) -> StopSetup | None:
 
 
 def generation_config_for(
-    config: Mapping[str, Any], base: Checkpoint, add: int | None
+    config: Mapping[str, Any], base: Checkpoint, add: int | None, *, sampling: bool = True
 ) -> tuple[bytes, tuple[int, ...]]:
     """The bytes of a generation_config.json for a fine-tune that has none, and its eos ids.
 
     The base's file, byte for byte, when it already stops on `add`; the base's file with `add`
-    appended to its eos list otherwise; and when the base has none either, the ids transformers
-    would derive from `config` (bos, eos plus `add`, pad), in the format transformers writes.
+    appended to its eos list otherwise (every other key and eos id kept); and when the base has
+    none either, the ids transformers would derive from `config` (bos, eos plus `add`, pad), in
+    the format transformers writes. `sampling=False` leaves out the base's sampling keys
+    (`SAMPLING_KEYS`), for a fine-tune whose generation so far fell back to greedy decoding.
     """
     base_bytes = base.read_bytes(GENERATION_CONFIG)
     base_config = base.generation_config
     if base_bytes is not None and base_config is not None:
         value = dict(base_config)
+        if not sampling:
+            value = {k: v for k, v in value.items() if k not in SAMPLING_KEYS}
         original = value.get("eos_token_id")
         ids = eos_ids(original) or eos_ids(config.get("eos_token_id"))
         if add is None or add in ids:
-            if eos_ids(original) == ids:
+            if eos_ids(original) == ids and value == base_config:
                 return base_bytes, ids
         else:
             ids = (*ids, add)
@@ -416,6 +421,11 @@ class UntrainedRow:
         """`lm_head.weight in model.safetensors` (of the base, for an adapter)."""
         owner = " of the base" if self.in_base else ""
         return f"{self.tensor} in {self.path}{owner}"
+
+
+def trains_output_row(adapter: Checkpoint, base: Checkpoint, token_id: int) -> bool:
+    """Whether the adapter's `trainable_token_indices` train the output row of `token_id`."""
+    return _trains_token(adapter, base, token_id)
 
 
 def _trains_token(adapter: Checkpoint, base: Checkpoint, token_id: int) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 
 from .. import api
 from ..errors import FtfixError, is_panic
+from ..findings import Severity
 from ..report import Report
 
 __all__ = ["RepairCallback"]
@@ -65,8 +67,15 @@ class RepairCallback(TrainerCallback):
             logger.exception("ftfix failed on %s", folder)
             return
         self.reports[str(folder)] = report
-        level = logging.INFO if report.ok else logging.WARNING
-        logger.log(level, "ftfix %s:\n%s", folder, report.render_text())
+        logger.debug("ftfix %s:\n%s", folder, report.render_text())
+        # Training output is busy: one line per checkpoint, plus what still needs attention.
+        print(f"ftfix: {folder}: {report.summary().splitlines()[0]}", file=sys.stderr)
+        for finding in report.remaining:
+            if finding.severity.rank >= Severity.WARNING.rank:
+                print(
+                    f"ftfix:   {finding.code} {finding.severity.value}: {finding.message}",
+                    file=sys.stderr,
+                )
 
     def on_save(
         self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any

@@ -37,6 +37,9 @@ class Fixer(ABC):
     name: ClassVar[str]
     severity: ClassVar[Severity]
     needs: ClassVar[frozenset[Need]] = frozenset({Need.BASE})
+    # Other severities a finding may take when evidence decides (one truth: the rules table,
+    # `ftfix explain` and `ftfix rules` show them all, and `finding()` refuses any other).
+    other_severities: ClassVar[tuple[Severity, ...]] = ()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.code} {self.name}>"
@@ -44,6 +47,17 @@ class Fixer(ABC):
     @abstractmethod
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield findings about `ctx.target`; never write, never print."""
+
+    @classmethod
+    def severities(cls) -> tuple[Severity, ...]:
+        """Every severity this rule's findings may have, worst first."""
+        found = {cls.severity, *cls.other_severities}
+        return tuple(sorted(found, key=lambda s: -s.rank))
+
+    @classmethod
+    def severity_label(cls) -> str:
+        """`error` or `error/warning`: what the rules table and `explain` show."""
+        return "/".join(s.value for s in cls.severities())
 
     @classmethod
     def summary(cls) -> str:
@@ -64,7 +78,13 @@ class Fixer(ABC):
         severity: Severity | None = None,
         data: Mapping[str, Any] | None = None,
     ) -> Finding:
-        """Build a Finding of this rule."""
+        """Build a Finding of this rule.
+
+        Raises:
+            `ValueError`: `severity` is not one the rule declares (`severities()`).
+        """
+        if severity is not None and severity not in self.severities():
+            raise ValueError(f"{self.code} declares {self.severity_label()}, not {severity.value}")
         return Finding(
             code=self.code,
             name=self.name,

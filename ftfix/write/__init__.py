@@ -34,6 +34,7 @@ from .atomic import BACKUPS, LOCK, MANIFEST, STATE_DIR, atomic_write
 from .commit import CommitResult, commit
 from .lock import locked
 from .output import copy_tree_for_output
+from .record import write_state_file
 from .recovery import recover
 from .streamed import (
     GrownShard,
@@ -61,4 +62,5 @@ __all__ = [
     "shard_header_sha256",
     "shrink_grown_shard",
     "undo",
+    "write_state_file",
 ]

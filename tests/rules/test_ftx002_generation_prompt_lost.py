@@ -92,3 +92,45 @@ def test_noop_base_ignores_flag_too(make_checkpoint):
     base = make_checkpoint("base", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT)
     ft = make_checkpoint("ft", chat_template=LLAMA3_TEMPLATE_NO_GEN_PROMPT.replace("}}", " }}"))
     assert "FTX002" not in _codes(ftfix.check(base, ft))
+
+
+def _deepseek_adapter(shared_dir, tmp_path, prompt):
+    """A DeepSeek-R1-Distill adapter folder whose template's generation prompt is `prompt`
+    (the real base template appends `<｜Assistant｜>`)."""
+    import json as _json
+
+    source = shared_dir / "realworld" / "deepseek-r1-distill-qwen-32b" / "tokenizer_config.json"
+    config = _json.loads(source.read_text("utf-8"))
+    old = "{{'<｜Assistant｜>'}}{% endif %}"
+    assert config["chat_template"].endswith(old)
+    config["chat_template"] = config["chat_template"][: -len(old)] + prompt + "{% endif %}"
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"peft_type": "LORA", "r": 8}\n')
+    (adapter / "tokenizer_config.json").write_text(_json.dumps(config, ensure_ascii=False))
+    return shared_dir / "realworld" / "deepseek-r1-distill-qwen-32b", adapter
+
+
+def test_noop_newer_deepseek_prompt_is_a_change_not_a_loss(shared_dir, tmp_path):
+    """Issue 13 item 4: the newer R1 template opens `<｜Assistant｜><think>\\n`; the base's
+    opens `<｜Assistant｜>`. Nothing was lost: no finding, and repair keeps the newer template."""
+    from ckpt_builders import tree_digest
+
+    base, adapter = _deepseek_adapter(shared_dir, tmp_path, "{{'<｜Assistant｜><think>\\n'}}")
+    assert [f for f in ftfix.check(base, adapter).findings if f.code == "FTX002"] == []
+    before = tree_digest(adapter)
+    ftfix.repair(base, adapter)
+    assert tree_digest(adapter) == before
+
+
+def test_changed_prompt_missing_the_base_s_is_unsafe(shared_dir, tmp_path):
+    """A non-empty prompt that lacks what the base's opens: reported, but never replaced
+    without --unsafe-fixes."""
+    from ckpt_builders import tree_digest
+
+    base, adapter = _deepseek_adapter(shared_dir, tmp_path, "{{'<think>\\n'}}")
+    (finding,) = [f for f in ftfix.check(base, adapter).findings if f.code == "FTX002"]
+    assert finding.fix.applicability.value == "unsafe"
+    before = tree_digest(adapter)
+    ftfix.repair(base, adapter)
+    assert tree_digest(adapter) == before

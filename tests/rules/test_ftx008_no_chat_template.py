@@ -49,7 +49,8 @@ def test_noop_adapter_without_tokenizer(make_checkpoint, tmp_path):
 
 @pytest.mark.parametrize("layout", ["v5", "v4"])
 def test_finding_without_template_option(make_checkpoint, layout):
-    """No template anywhere: an error that names the way out, and nothing is written."""
+    """No template anywhere, and the stop list ends chat turns (<|eot_id|>): an error that
+    names the way out, and nothing is written."""
     base = make_checkpoint("base", chat_template=None, layout=layout)
     ft = make_checkpoint("ft", chat_template=None, layout=layout)
     before = tree_digest(ft)
@@ -112,3 +113,52 @@ def test_fix_realworld_llama2_base(shared_dir, tmp_path):
     repaired = ftfix.repair(base, ft, select=SELECT, template=template)
     assert repaired.exit_code == 0, repaired.render_text()
     assert "[INST]" in transformers_render(ft)
+
+
+def _phi2_pair(shared_dir, tmp_path):
+    """The real Phi-2 LoRA folder from the wild corpus (no template, bos = eos =
+    <|endoftext|>), and a base holding the same (Phi-2's own) tokenizer files."""
+    import shutil
+
+    source = shared_dir / "wild" / "018-shettysaish-phi2-ckpt" / "ft"
+    ft = tmp_path / "ft"
+    shutil.copytree(source, ft)
+    base = tmp_path / "phi-2"
+    base.mkdir()
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "vocab.json", "merges.txt", "added_tokens.json"):  # fmt: skip
+        shutil.copy(source / name, base / name)
+    return base, ft
+
+
+def test_info_raw_text_phi2_finetune(shared_dir, tmp_path):
+    """Issue 13 item 2: a Phi-2 fine-tune prompted with raw text, base without a template
+    either: info, and check passes."""
+    base, ft = _phi2_pair(shared_dir, tmp_path)
+    report = ftfix.check(base, ft, select=["FTX008"])
+    assert [(f.code, f.severity.value) for f in report.findings] == [("FTX008", "info")]
+    assert report.exit_code == 0
+
+
+def test_info_raw_text_base_finetune(make_checkpoint):
+    """A base model (eos <|end_of_text|>, no template) fine-tuned on raw text: info."""
+    kw = {"chat_template": None, "bos_token": None, "eos_token": "<|end_of_text|>"}
+    base = make_checkpoint("base", generation_eos=2, **kw)
+    ft = make_checkpoint("ft", generation_eos=2, **kw)
+    report = ftfix.check(base, ft)
+    assert [(f.code, f.severity.value) for f in report.findings if f.code == "FTX008"] == [
+        ("FTX008", "info")
+    ]
+    assert report.exit_code == 0
+
+
+def test_error_when_the_finetune_added_chat_tokens(make_checkpoint):
+    """Chat markers the fine-tune added (the base lacks them) say it is meant for chat."""
+    kw = {"chat_template": None, "bos_token": None, "eos_token": "<|end_of_text|>"}
+    base = make_checkpoint("base", generation_eos=2, **kw)
+    ft = make_checkpoint(
+        "ft", generation_eos=2, added_tokens=["<|turn_start|>", "<|turn_end|>"], **kw
+    )
+    finding = next(f for f in ftfix.check(base, ft).findings if f.code == "FTX008")
+    assert finding.severity.value == "error"
+    assert "added the chat tokens <|turn_end|>, <|turn_start|>" in finding.message

@@ -95,20 +95,22 @@ def test_fix_tokenizer_config_missing(pair):
 
 
 def test_fix_v4_special_tokens_map_and_added_tokens(make_checkpoint, tmp_path):
-    """v4 layout: special_tokens_map.json and added_tokens.json come back byte for byte."""
+    """v4 layout: special_tokens_map.json comes back byte for byte; added_tokens.json is not
+    asked for, since tokenizer.json and added_tokens_decoder hold the added tokens."""
     base = make_checkpoint("base", layout="v4", added_tokens=["<tool>"], added_tokens_json=True)
     ft = copy_checkpoint(base, tmp_path / "ft")
     for name in ("special_tokens_map.json", "added_tokens.json"):
         (ft / name).unlink()
     report = ftfix.check(base, ft, select=OURS)
     found = {f.path: f for f in report.findings if f.code == "FTX021"}
-    assert set(found) == {"special_tokens_map.json", "added_tokens.json"}
+    assert set(found) == {"special_tokens_map.json"}
     assert all(f.severity.value == "warning" for f in found.values())
     assert all(f.fix.applicability.value == "safe" for f in found.values())
 
     ftfix.repair(base, ft, select=OURS)
     restored = {k: v for k, v in tree_digest(ft).items() if not k.startswith(".ftfix/")}
-    assert restored == tree_digest(base)
+    expected = {k: v for k, v in tree_digest(base).items() if k != "added_tokens.json"}
+    assert restored == expected
     assert encodings(ft) == encodings(base)
 
 
@@ -124,9 +126,9 @@ def test_fix_extended_vocabulary_keeps_finetune_files(make_checkpoint):
     own = {n: (ft / n).read_bytes() for n in ("tokenizer.json", "tokenizer_config.json")}
     report = ftfix.check(base, ft, select=OURS)
     found = {f.path: f for f in report.findings if f.code == "FTX021"}
-    assert found["added_tokens.json"].fix is None
-    assert "extended the vocabulary" in found["added_tokens.json"].message
+    assert "added_tokens.json" not in found  # tokenizer.json + added_tokens_decoder suffice
     assert found["special_tokens_map.json"].fix is None
+    assert "extended the vocabulary" in found["special_tokens_map.json"].message
     assert found["preprocessor_config.json"].fix.applicability.value == "safe"
 
     ftfix.repair(base, ft, select=OURS)
@@ -233,3 +235,25 @@ def test_unsafe_fix_not_applied_without_flag(make_checkpoint):
     assert report.findings[0].fix.applicability.value == "unsafe"
     assert not (ft / "tokenizer.json").exists()
     assert "FTX021" in [f.code for f in report.remaining]
+
+
+def test_noop_added_tokens_json_with_decoder_and_tokenizer_json(shared_dir, tmp_path):
+    """Issue 13 item 7: the real SmolLM2 fine-tune has tokenizer.json and added_tokens_decoder
+    in tokenizer_config.json (every loader since transformers 4.34 reads those): an
+    added_tokens.json the base still ships is not asked for."""
+    import json as _json
+    import shutil
+
+    source = shared_dir / "wild" / "045-smollm2-merged" / "ft"
+    names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "vocab.json", "merges.txt"]  # fmt: skip
+    base, ft = tmp_path / "base", tmp_path / "ft"
+    for folder in (base, ft):
+        folder.mkdir()
+        for name in names:
+            shutil.copy(source / name, folder / name)
+    decoder = _json.loads((source / "tokenizer_config.json").read_text())["added_tokens_decoder"]
+    added = {value["content"]: int(key) for key, value in decoder.items()}
+    (base / "added_tokens.json").write_text(_json.dumps(added, indent=2))
+    report = ftfix.check(base, ft)
+    assert [f for f in report.findings if f.code == "FTX021"] == []

@@ -109,3 +109,28 @@ def test_realworld_info(shared_dir, tmp_path, name, expected):
     [finding] = _findings(base, ft)
     assert finding.severity.value == "info"
     assert expected in finding.message
+
+
+def _tokenizer_copy(source, dest, names):
+    import shutil
+
+    dest.mkdir()
+    for name in names:
+        if (source / name).exists():
+            shutil.copy(source / name, dest / name)
+    return dest
+
+
+@pytest.mark.parametrize(
+    "case", ["018-shettysaish-phi2-ckpt", "045-smollm2-merged"], ids=["phi-2", "smollm2"]
+)
+def test_noop_gpt2_style_bos_is_eos(shared_dir, tmp_path, case):
+    """Issue 13 item 6: real Phi-2 and SmolLM2 tokenizers declare <|endoftext|> as bos and eos
+    and never prepend it, by design: silent."""
+    source = shared_dir / "wild" / case / "ft"
+    names = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+             "vocab.json", "merges.txt", "added_tokens.json", "config.json"]  # fmt: skip
+    base = _tokenizer_copy(source, tmp_path / "base", names)
+    ft = _tokenizer_copy(source, tmp_path / "ft", names)
+    report = ftfix.check(base, ft)
+    assert [f for f in report.findings if f.code == "FTX024"] == []

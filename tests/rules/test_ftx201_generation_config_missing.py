@@ -109,7 +109,11 @@ def test_fix_warning_when_base_has_sampling_defaults(make_checkpoint):
     finding = _found(ftfix.check(base, ft))[0]
     assert finding.severity.value == "warning"
     assert "do_sample, temperature, top_p" in finding.message
+    assert finding.fix.applicability.value == "unsafe"  # greedy -> sampling is a choice
+    before = tree_digest(ft)
     ftfix.repair(base, ft)
+    assert tree_digest(ft) == before
+    ftfix.repair(base, ft, unsafe_fixes=True)
     assert (ft / "generation_config.json").read_bytes() == (
         base / "generation_config.json"
     ).read_bytes()
@@ -149,3 +153,67 @@ def test_check_writes_nothing(make_checkpoint):
     before = tree_digest(ft)
     ftfix.check(base, ft)
     assert tree_digest(ft) == before
+
+
+def test_noop_adapter_base_without_stop_files(make_checkpoint, tmp_path):
+    """Issue 13 item 3: the base has neither generation_config.json nor config.json (a
+    tokenizer-only copy): nothing says what it stops on, so no "never stops" conclusion."""
+    base = build_tokenizer(tmp_path / "base", chat_template=None, eos_token="<|end_of_text|>")
+    adapter = _fake_adapter(
+        tmp_path / "adapter", chat_template=CHATML_TEMPLATE, eos_token="<|end_of_text|>"
+    )
+    report = ftfix.check(base, adapter)
+    assert _found(report) == [] and _found(report, "FTX202") == []
+
+
+def test_noop_merged_without_config_json(make_checkpoint):
+    """A fine-tune folder without config.json: what generation falls back to is unknown."""
+    base = make_checkpoint("base", chat_template=None, eos_token="<|end_of_text|>")
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, generation_eos=None)
+    (ft / "config.json").unlink()
+    assert _found(ftfix.check(base, ft)) == []
+
+
+def test_fix_keeps_base_eos_ids_and_keys_without_sampling(make_checkpoint):
+    """The written file is the base's: its other eos ids and keys are kept, the end of turn is
+    added; its sampling defaults are left out (the fine-tune decoded greedily so far)."""
+    from transformers import GenerationConfig
+
+    base = make_checkpoint(
+        "base",
+        chat_template=None,
+        eos_token="<|end_of_text|>",
+        generation_eos=[END_OF_TEXT, EOT],
+        sampling={"do_sample": True, "temperature": 0.6, "max_length": 4096},
+    )
+    ft = make_checkpoint(
+        "ft", chat_template=CHATML_TEMPLATE, eos_token="<|end_of_text|>", generation_eos=None,
+        config_eos=END_OF_TEXT,
+    )  # fmt: skip
+    finding = _found(ftfix.check(base, ft))[0]
+    assert finding.severity.value == "error"
+    ftfix.repair(base, ft)
+    data = _generation_config(ft)
+    assert data["eos_token_id"] == [END_OF_TEXT, EOT, IM_END]
+    assert data["max_length"] == 4096
+    assert "do_sample" not in data and "temperature" not in data
+    config = GenerationConfig.from_pretrained(str(ft))
+    config.validate(strict=True)
+
+
+def test_adapter_finding_and_summary_say_how_it_takes_effect(make_checkpoint, tmp_path):
+    """Issue 13 item 11: peft's loaders ignore the adapter's file; finding and summary say so."""
+    base = make_checkpoint(
+        "base", chat_template=None, eos_token="<|end_of_text|>", generation_eos=END_OF_TEXT
+    )
+    adapter = _fake_adapter(
+        tmp_path / "adapter", chat_template=CHATML_TEMPLATE, eos_token="<|end_of_text|>"
+    )
+    finding = _found(ftfix.check(base, adapter))[0]
+    assert "GenerationConfig.from_pretrained(ADAPTER)" in finding.message
+    assert "--generation-config ADAPTER" in finding.message
+    report = ftfix.repair(base, adapter)
+    assert "FTX201" in [f.code for f in report.applied]
+    summary = report.render_text().splitlines()[-1]
+    assert summary.startswith("Note (FTX201): ")
+    assert "AutoPeftModelForCausalLM" in summary and "merge the adapter" in summary

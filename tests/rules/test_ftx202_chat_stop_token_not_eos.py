@@ -103,7 +103,9 @@ def test_fix_list_is_extended(make_checkpoint):
 def test_fix_only_eos_line_changes(make_checkpoint):
     """The edit keeps key order and formatting: the diff is the eos value only."""
     base = make_checkpoint("base")
-    ft = make_checkpoint("ft", generation_eos=END_OF_TEXT, sampling={"temperature": 0.6})
+    ft = make_checkpoint(
+        "ft", generation_eos=END_OF_TEXT, sampling={"do_sample": True, "temperature": 0.6}
+    )
     report = ftfix.repair(base, ft, dry_run=True)
     removed = [
         line for line in report.diff.splitlines() if line.startswith("-") and "---" not in line
@@ -165,3 +167,13 @@ def test_fix_llama3_template_with_llama3_tokenizer_named_eot(make_checkpoint):
     base = make_checkpoint("base", chat_template=LLAMA3_TEMPLATE)
     ft = make_checkpoint("ft", chat_template=LLAMA3_TEMPLATE, generation_eos=IM_END)
     assert _found(ftfix.check(base, ft))[0].data["end_of_turn"] == "<|eot_id|>"
+
+
+def test_noop_eos_missing_and_config_json_absent(make_checkpoint):
+    """Issue 13 item 3: generation_config.json without eos_token_id and no config.json to fall
+    back to: the files do not say it never stops, so nothing is concluded."""
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, generation_eos=None)
+    (ft / "generation_config.json").write_text('{\n  "do_sample": false\n}\n')
+    (ft / "config.json").unlink()
+    assert _found(ftfix.check(base, ft)) == []

@@ -36,7 +36,8 @@ def _adapter(folder, *, head_row=None, trainable=None):
     (folder / "adapter_config.json").write_text(json.dumps(config))
     tensors = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.ones((2, 8))}
     if head_row is not None:
-        head = np.full((BASE_VOCAB_SIZE, 8), 0.5, dtype=np.float32)
+        # A trained head: rows differ (a constant head would make every row "at the mean").
+        head = np.random.default_rng(1).normal(0, 0.5, (BASE_VOCAB_SIZE, 8)).astype(np.float32)
         head[IM_END] = head_row
         tensors["base_model.model.lm_head.weight"] = head
     save_file(
@@ -128,3 +129,43 @@ def test_helper_reads_one_row(make_checkpoint):
     assert row is not None and (row.tensor, row.reason) == ("lm_head.weight", "all zero")
     assert untrained_output_row(ft, IM_END) is None
     assert untrained_output_row(ft, 10_000) is None
+
+
+def _record(folder, token, rate):
+    """The record `ftfix verify` keeps: its result and fingerprints of the files it loaded."""
+    from ftfix.analysis.verified import fingerprint
+
+    files = {p.name: fingerprint(p) for p in folder.iterdir() if p.is_file()}
+    (folder / ".ftfix").mkdir(exist_ok=True)
+    data = {"end_of_turn": token, "end_of_turn_stop_rate": rate, "date": "2026-11-29T21:00:00",
+            "files": files}  # fmt: skip
+    (folder / ".ftfix" / "verified.json").write_text(json.dumps(data))
+
+
+def test_mean_initialized_row_is_an_error(make_checkpoint):
+    """A row at the mean of trained rows (resize default) was never trained: error, not a
+    warning, and FTX103 leaves that output row to this rule."""
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", mean_rows=[EOT])
+    report = ftfix.check(base, ft)
+    (finding,) = _found(report)
+    assert finding.severity.value == "error"
+    assert "initialized, never trained" in finding.message
+    assert report.exit_code == 1
+
+
+def test_verify_record_overrules_while_files_are_unchanged(make_checkpoint):
+    """Behaviour outranks heuristics: a verify record proving the model stops turns the error
+    into info ("verified"); a changed file, or a record that proves nothing, does not."""
+    base = make_checkpoint("base")
+    ft = make_checkpoint("ft", mean_rows=[EOT])
+    _record(ft, "<|eot_id|>", 0.2)
+    assert _found(ftfix.check(base, ft))[0].severity.value == "error"
+    _record(ft, "<|eot_id|>", 1.0)
+    (finding,) = _found(ftfix.check(base, ft))
+    assert finding.severity.value == "info"
+    assert "verified" in finding.message and "1.00 on 2026-11-29" in finding.message
+    assert ftfix.check(base, ft).exit_code == 0
+    config = ft / "config.json"
+    config.write_text(config.read_text() + " ")
+    assert _found(ftfix.check(base, ft))[0].severity.value == "error"

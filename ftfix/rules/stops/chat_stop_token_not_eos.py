@@ -64,8 +64,13 @@ class ChatStopTokenNotEos(Fixer):
         if setup.token_id in ids:
             return
         if not ids:
-            config = ctx.base.config if target.kind is Kind.ADAPTER else target.config
+            owner = ctx.base if target.kind is Kind.ADAPTER else target
+            config = owner.json("config.json")
+            if not config or "eos_token_id" not in config:
+                return  # nothing in the files says what generation stops on: no conclusion
             ids = eos_ids(config.get("eos_token_id"))
+            if setup.token_id in ids:
+                return  # transformers fills the missing eos from config.json, which stops
             observed = "not set"
         else:
             observed = describe_ids(setup.tokenizer, value)

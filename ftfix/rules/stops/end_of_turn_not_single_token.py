@@ -55,6 +55,7 @@ class EndOfTurnNotSingleToken(Fixer):
     name = "end-of-turn-not-single-token"
     severity = Severity.ERROR
     needs = frozenset({Need.TOKENIZER})
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when the turn end is not one token of the tokenizer."""

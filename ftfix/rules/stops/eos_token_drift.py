@@ -107,6 +107,7 @@ class EosTokenDrift(Fixer):
     name = "eos-token-drift"
     severity = Severity.ERROR
     needs = frozenset()
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield findings for a tokenizer eos or config.json eos that does not end turns."""

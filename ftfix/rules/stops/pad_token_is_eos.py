@@ -52,6 +52,7 @@ class PadTokenIsEos(Fixer):
     name = "pad-token-is-eos"
     severity = Severity.WARNING
     needs = frozenset()
+    other_severities = (Severity.ERROR,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when pad is the stop token (tokenizer or config ids)."""

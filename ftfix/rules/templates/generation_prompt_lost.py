@@ -22,7 +22,8 @@ class GenerationPromptLost(Fixer):
     special tokens, over the probe conversations (one user turn, system + user, multi-turn,
     assistant last) with and without `add_generation_prompt`. The rule fires when every probe
     renders identically to the base's without the flag, but with the flag the fine-tune's
-    template does not append what the base's appends (typically it appends nothing).
+    template does not append what the base's appends: it appends nothing, or a prompt missing
+    what the base's opens.
 
     ## Why is this bad?
     At inference `apply_chat_template(..., add_generation_prompt=True)` never opens an assistant
@@ -40,9 +41,13 @@ class GenerationPromptLost(Fixer):
     the base's, both for the comparison and for the fix.
 
     ## Fix safety
-    Safe: the two templates are shown to render every probe conversation identically except for
-    the generation prompt, so restoring the base changes nothing else. A template that differs in
-    more than that is left to the template-format rules.
+    Safe when the fine-tune's prompt is empty (or not a prompt at all): the two templates are
+    shown to render every probe conversation identically except for the generation prompt, so
+    restoring the base changes nothing else. A prompt that keeps or extends the base's (the newer
+    DeepSeek-R1 template's `<｜Assistant｜><think>\n` after `<｜Assistant｜>`), or a base whose
+    prompt is empty, is a change, not a loss: not reported. A non-empty prompt missing what the
+    base's opens is reported with an unsafe fix. A template that differs in more than that is
+    left to the template-format rules.
     """
 
     code = "FTX002"
@@ -69,12 +74,20 @@ class GenerationPromptLost(Fixer):
         probe = comparison.probe
         expected = base.by_name()[probe].generation_prompt
         observed = target.by_name()[probe].generation_prompt
+        applicability = Applicability.SAFE
         if observed == "":
             what = "appends nothing"
         elif observed is None:
             what = "changes the conversation instead of appending a prompt"
+        elif not expected or not expected.strip() or expected.strip() in observed:
+            # The fine-tune's prompt keeps (or extends) what the reference's opens, or the
+            # reference opens nothing: the prompt changed, it was not lost.
+            return
         else:
-            what = f"appends {observed!r}"
+            # It renders a prompt the model can answer after, only not the reference's: a
+            # different choice, never replaced silently.
+            what = f"appends {observed!r}, which lacks what the reference opens"
+            applicability = Applicability.UNSAFE
         location = ctx.target.effective_template_location()
         templates = {**ctx.target.chat_templates(), "default": base_source}
         yield self.finding(
@@ -83,7 +96,7 @@ class GenerationPromptLost(Fixer):
             path=location.path if location else None,
             fix=Fix(
                 f"Restore the {ref.noun} chat template",
-                Applicability.SAFE,
+                applicability,
                 tuple(edit_chat_templates(ctx.target, templates)),
             ),
             data={

@@ -128,7 +128,9 @@ class MissingTokenizerFile(Fixer):
     For a fine-tune that ships its own tokenizer, the files the base has and the fine-tune
     lacks, in the layout the fine-tune uses: `tokenizer_config.json` and `tokenizer.json`;
     `added_tokens.json` and `special_tokens_map.json` for transformers 4 folders only
-    (transformers 5 writes neither); the slow vocabulary files `tokenizer.model`, `vocab.json`,
+    (transformers 5 writes neither; `added_tokens.json` not when `tokenizer.json` and
+    `added_tokens_decoder` hold the added tokens, as every loader since 4.34 reads); the slow
+    vocabulary files `tokenizer.model`, `vocab.json`,
     `merges.txt`, `vocab.txt` for transformers 4 folders or when there is no `tokenizer.json`;
     and, for folders that are not adapters, the processor files `preprocessor_config.json`,
     `processor_config.json`, `video_preprocessor_config.json` and `chat_template.json` (when
@@ -163,6 +165,7 @@ class MissingTokenizerFile(Fixer):
     code = "FTX021"
     name = "missing-tokenizer-file"
     severity = Severity.ERROR
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per file the base has and the fine-tune lacks."""
@@ -206,6 +209,14 @@ class MissingTokenizerFile(Fixer):
     @staticmethod
     def _wanted(ctx: Context, spec: _Spec, planned: set[str]) -> bool:
         target = ctx.target
+        if (
+            spec.rel == "added_tokens.json"
+            and target.exists("tokenizer.json")
+            and "added_tokens_decoder" in target.tokenizer_config
+        ):
+            # Every loader since transformers 4.34 reads the added tokens from tokenizer.json
+            # and tokenizer_config.json's added_tokens_decoder; the old file adds nothing.
+            return False
         if spec.rel in (SPECIAL_TOKENS_MAP, "added_tokens.json"):
             # transformers 5 writes neither; don't turn a v5 folder into a v4 one.
             return is_v4_tokenizer(target)

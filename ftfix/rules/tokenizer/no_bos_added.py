@@ -53,6 +53,17 @@ def _declared_bos(ckpt: Checkpoint) -> str | None:
     return None
 
 
+def _bos_is_eos(ckpt: Checkpoint, bos: str | None) -> bool:
+    """Whether the declared BOS is the eos token (`<|endoftext|>` as both, GPT-2 style)."""
+    eos = ckpt.special_tokens().get("eos_token")
+    if bos is not None:
+        return bos == eos
+    bos_id, eos_id = ckpt.config.get("bos_token_id"), ckpt.config.get("eos_token_id")
+    return isinstance(bos_id, int) and (
+        bos_id == eos_id or (isinstance(eos_id, list) and bos_id in eos_id)
+    )
+
+
 @register
 class NoBosAdded(Fixer):
     """Prompts start without a BOS token although the model declares one.
@@ -63,7 +74,8 @@ class NoBosAdded(Fixer):
     folders without `tokenizer.json`) and whether the chat template starts with `bos_token`.
     When neither does: a warning if the base's tokenizer added BOS (the fine-tune lost it), and
     otherwise an info note when a `bos_token` or `config.json` `bos_token_id` is declared
-    anyway (Qwen- and Phi-3-style tokenizers).
+    anyway (Qwen- and Phi-3-style tokenizers). A BOS that is the eos token (GPT-2 style:
+    Phi-2, Pythia, SmolLM2 declare `<|endoftext|>` as both and never prepend it) is silent.
 
     ## Why is this bad?
     A model pre-trained with a BOS at position 0 and now prompted without one degrades. Scripts
@@ -87,6 +99,7 @@ class NoBosAdded(Fixer):
     code = "FTX024"
     name = "no-bos-added"
     severity = Severity.INFO
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when neither the tokenizer nor the template gives prompts a BOS."""
@@ -117,8 +130,8 @@ class NoBosAdded(Fixer):
             )
             return
         declared = _declared_bos(target)
-        if declared is None:
-            return
+        if declared is None or _bos_is_eos(target, policy.token):
+            return  # GPT-2 style (Phi-2, Pythia, SmolLM2): bos = eos, never prepended by design
         yield self.finding(
             f"the tokenizer adds no BOS ({policy.source}) and the chat template emits none, "
             f"yet {declared}: scripts that drop the first token of tokenizer(text) as a BOS "

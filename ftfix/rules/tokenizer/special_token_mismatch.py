@@ -160,6 +160,7 @@ class SpecialTokenMismatch(Fixer):
     code = "FTX022"
     name = "special-token-mismatch"
     severity = Severity.WARNING
+    other_severities = (Severity.ERROR, Severity.INFO)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield one finding per file holding a special token that disagrees."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from ...analysis.context import Context
-from ...analysis.embeddings import MAX_LISTED, StoredRows, TokenVerdict, analyse
+from ...analysis.embeddings import MAX_LISTED, StoredRows, TokenVerdict, analyse, weights_view
 from ...findings import Finding, Severity
 from ...registry import register
 from ..base import Fixer, Need
@@ -56,7 +56,7 @@ class MeanInitializedTokenRows(Fixer):
             return
         found = [
             v
-            for v in analysis.verdicts
+            for v in weights_view(analysis.verdicts)
             if v.token.must_work and not v.with_state("untrained") and v.with_state("initialized")
         ]
         source = analysis.layout.input
