@@ -183,15 +183,22 @@ _HIDDEN_KEYS = ("hidden_size", "n_embd", "d_model", "dim")
 
 
 def _hidden_size(ckpt: Checkpoint) -> int | None:
-    """The model width: config.json's, else the width of a stored embedding (an adapter's)."""
-    config = ckpt.json("config.json") or {}
+    """The model width: config.json's, else the width of a stored embedding (an adapter's).
+
+    `None` when unknown; a file that cannot be read is left to the file rules.
+    """
+    try:
+        config = ckpt.json("config.json") or {}
+        files = ckpt.weight_files()
+    except InvalidCheckpointError:
+        return None
     text = config.get("text_config")
     for source in (config, text if isinstance(text, dict) else {}):
         for key in _HIDDEN_KEYS:
             value = source.get(key)
             if isinstance(value, int) and not isinstance(value, bool):
                 return value
-    for file in ckpt.weight_files().values():
+    for file in files.values():
         for name in file.tensors:
             if name.endswith(("embed_tokens.weight", "lm_head.weight")) and "lora_" not in name:
                 shape = file.info(name).shape

@@ -141,8 +141,8 @@ def build(
 
     No fix may create a new problem: a fix that would write a `generation_config.json`
     transformers refuses is rejected, and when fixes are applied the staged result is checked
-    again; a fix behind an error the checkpoint as it is does not have is taken out of the plan
-    (reported as skipped, with the error it would create).
+    again; a safe fix behind an error the checkpoint as it is does not have is taken out of the
+    plan (reported as skipped, with the error it would create).
     """
     refused: dict[tuple[str, str | None], str] = {}
     before: set[tuple[str, str | None]] | None = None
@@ -160,6 +160,8 @@ def build(
         if not created:
             return plan
         culprit = _culprit(base, target, fixers, plan, refused, before, unsafe_fixes, **kwargs)
+        if culprit is None:  # only unsafe fixes (the user's explicit choice) are involved
+            return plan
         refused[culprit.key()] = "would create " + "; ".join(
             f"{f.code} ({f.message})" for f in created
         )
@@ -199,19 +201,27 @@ def _culprit(
     before: set[tuple[str, str | None]],
     unsafe_fixes: bool,
     **kwargs: Any,
-) -> Finding:
-    """The applied fix whose removal leaves no new error (the last applied one if none does)."""
-    file_fixes = [
-        f for f in plan.applied if f.fix and any(isinstance(e, FileEdit) for e in f.fix.edits)
+) -> Finding | None:
+    """The safe fix whose removal leaves no new error; `None` when no safe fix is to blame.
+
+    Only safe fixes are held to "creates no new error": an unsafe fix is applied on request, and
+    an error it reveals (a rename that shows layers were always missing) is reported after it.
+    """
+    safe = [
+        f
+        for f in plan.applied
+        if f.fix
+        and f.fix.applicability is Applicability.SAFE
+        and any(isinstance(e, FileEdit) for e in f.fix.edits)
     ]
-    for finding in reversed(file_fixes):
+    for finding in reversed(safe):
         trial = _build(
             base, target, fixers, apply_fixes=True, unsafe_fixes=unsafe_fixes,
             refused={**refused, finding.key(): "trial"}, **kwargs,
         )  # fmt: skip
         if not trial.file_edits or not _created(base, trial, fixers, before, **kwargs):
             return finding
-    return file_fixes[-1] if file_fixes else plan.applied[-1]
+    return None
 
 
 def _invalid_generation_config(

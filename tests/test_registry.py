@@ -122,5 +122,16 @@ def test_one_severity_truth_for_ftx204():
     assert ftfix.explain("FTX204").startswith("FTX204 eos-token-drift (error/warning)")
     readme = (ROOT / "README.md").read_text("utf-8")
     assert "FTX204 warning" in readme  # the sample output, now consistent with the table
-    with pytest.raises(ValueError, match="declares error/warning, not info"):
-        fixer.finding("x", severity=Severity.INFO)
+    assert fixer.severities() == (Severity.ERROR, Severity.WARNING)
+
+
+@pytest.mark.parametrize("fixer", FIXERS, ids=lambda f: f.code)
+def test_rule_declares_every_severity_it_names(fixer):
+    """One truth: every severity a rule module names is one the rule declares (`severity` and
+    `other_severities`), so the rules table and `explain` never under-state it."""
+    import inspect
+    import sys
+
+    source = inspect.getsource(sys.modules[type(fixer).__module__])
+    named = {Severity[m] for m in re.findall(r"Severity\.(ERROR|WARNING|INFO)\b", source)}
+    assert named <= set(fixer.severities()), (fixer.code, sorted(s.value for s in named))

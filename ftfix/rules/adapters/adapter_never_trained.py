@@ -50,6 +50,7 @@ class AdapterNeverTrained(Fixer):
     severity = Severity.ERROR
     # The adapter (or folder) alone; an unreadable weight file is FTX90x's, and reads nothing.
     needs = frozenset()
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when every zero-initialised LoRA factor is still zero."""

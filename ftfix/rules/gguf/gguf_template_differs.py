@@ -42,6 +42,7 @@ class GgufTemplateDiffers(GGUFFixer):
     code = "FTX503"
     name = "gguf-template-differs"
     severity = Severity.ERROR
+    other_severities = (Severity.WARNING,)
 
     def check_gguf(self, ctx: GGUFContext) -> Iterator[Finding]:
         """Yield a finding when the GGUF's template renders differently from the folder's."""

@@ -37,6 +37,7 @@ class GgufVocabularyDiffers(GGUFFixer):
     code = "FTX505"
     name = "gguf-vocabulary-differs"
     severity = Severity.ERROR
+    other_severities = (Severity.WARNING,)
 
     def check_gguf(self, ctx: GGUFContext) -> Iterator[Finding]:
         """Yield a finding when sizes or special token ids differ."""

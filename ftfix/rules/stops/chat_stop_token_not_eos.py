@@ -64,8 +64,8 @@ class ChatStopTokenNotEos(Fixer):
         if setup.token_id in ids:
             return
         if not ids:
-            owner = ctx.base if target.kind is Kind.ADAPTER else target
-            config = owner.json("config.json")
+            owner = ctx.base_or_none if target.kind is Kind.ADAPTER else target
+            config = None if owner is None else owner.json("config.json")
             if not config or "eos_token_id" not in config:
                 return  # nothing in the files says what generation stops on: no conclusion
             ids = eos_ids(config.get("eos_token_id"))

@@ -49,6 +49,7 @@ class GenerationConfigInvalid(Fixer):
     code = "FTX208"
     name = "generation-config-invalid"
     severity = Severity.WARNING
+    needs = frozenset()  # the base only excuses quirks it has too
     other_severities = (Severity.ERROR,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
@@ -56,7 +57,8 @@ class GenerationConfigInvalid(Fixer):
         config = ctx.target.generation_config
         if config is None:
             return
-        issues = new_issues(config, [ctx.base.generation_config])
+        base = ctx.base_or_none
+        issues = new_issues(config, [None if base is None else base.generation_config])
         if not issues:
             return  # valid, or invalid exactly as the base's published file is
         cleaned = without_ineffective_keys(config)
