@@ -601,9 +601,9 @@ def test_undo_of_bad_input_changes_nothing(pristine, tmp_path, capsys):
     """`undo` on a damaged checkpoint with nothing to undo says so and changes nothing."""
     _, ft, _, _ = _prepare(CASES[0], pristine, tmp_path)
     before = _digests(ft)
-    assert main(["undo", str(ft)]) == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.startswith("ftfix: error: "), err
+    assert main(["undo", str(ft)]) == 0  # nothing to undo is not an error (issue 13 item 17)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err and "Nothing to undo" in captured.out
     assert _digests(ft) == before
 
 
