@@ -48,6 +48,7 @@ class TokenizerClassUnloadable(Fixer):
     code = "FTX408"
     name = "tokenizer-class-unloadable"
     severity = Severity.ERROR
+    other_severities = (Severity.WARNING,)
 
     def check(self, ctx: Context) -> Iterator[Finding]:
         """Yield a finding when tokenizer_class changed from the base's to one that breaks."""
