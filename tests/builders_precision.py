@@ -135,6 +135,9 @@ def trl_finetune(
     )
     with one_thread():
         trainer.train()
+    # Training turns the KV cache off (gradient checkpointing); careful scripts turn it back on
+    # before saving for inference (else FTX402 reports use_cache false).
+    trainer.model.config.use_cache = True
     trainer.save_model(str(out))
     import shutil
 

@@ -47,7 +47,7 @@ def test_callback_repairs_each_saved_checkpoint(tmp_path, capsys):
     # Issue 13 item 17: one visible line per repaired checkpoint during training.
     err = capsys.readouterr().err
     for folder in saved:
-        assert f"ftfix: {folder}: Fixed 1 problem; none remaining." in err
+        assert f"ftfix: {folder}: Fixed 2 problems; none remaining." in err
 
 
 def test_callback_never_raises(tmp_path, caplog):
