@@ -145,6 +145,8 @@ def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
     puts the original bytes back from the journal's backup."""
     import json
 
+    from ftfix.write.journal import _write_journal
+
     ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
     gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>")
     original = gguf.read_bytes()
@@ -154,7 +156,8 @@ def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
     data = json.loads(manifest.read_text())
     (entry,) = data["spliced"]
     data["state"] = "pending"  # as if killed before the commit point
-    manifest.write_text(json.dumps(data))
+    data.pop("seal", None)
+    _write_journal(tmp_path, journal, data)  # sealed again, as ftfix writes it
     with gguf.open("r+b") as handle:  # half-written: garbage of the same length
         handle.seek(entry["offset"])
         handle.write(b"\xee" * entry["after_length"])
