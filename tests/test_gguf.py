@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from builders_gguf import tensor_bytes, write_gguf
 from ckpt_builders import CHATML_TEMPLATE, LLAMA3_TEMPLATE
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import ftfix
@@ -182,14 +182,23 @@ def test_changed_file_is_not_undone(make_checkpoint, tmp_path):
     assert gguf.read_bytes() == changed
 
 
-@given(st.binary(max_size=300), st.binary(max_size=300))
-def test_splice_between_turns_old_into_new(old, new):
-    """The smallest splice, applied to `old`, gives `new` (prefix and suffix kept)."""
+@given(
+    st.binary(max_size=200),
+    st.integers(0, 200),
+    st.integers(0, 200),
+    st.binary(max_size=40),
+)
+@example(b"\0", 1, 1, b"\0")  # old is a prefix and a suffix of new: the ranges must not overlap
+@example(b"aa", 0, 1, b"")
+def test_splice_between_turns_old_into_new(old, i, j, insert):
+    """The smallest splice, applied to `old`, gives `new` (a range of `old` replaced)."""
     from ftfix.analysis.gguf import apply_to_prefix, splice_between
 
+    i, j = sorted((min(i, len(old)), min(j, len(old))))
+    new = old[:i] + insert + old[j:]
     edit = splice_between("f", old, new, "")
     assert apply_to_prefix(old, edit) == new
-    assert len(edit.before) <= len(old) and len(edit.after) <= len(new)
+    assert len(edit.before) <= j - i and len(edit.after) <= len(insert)
     if old == new:
         assert edit.before == edit.after == b""
 
