@@ -215,3 +215,14 @@ def test_a_rule_that_raises_does_not_hide_the_others(make_checkpoint, tmp_path, 
     report = ftfix.check(None, ft, gguf=gguf)
     assert [e.code for e in report.internal_errors] == ["FTX501"]
     assert "FTX504" in [f.code for f in report.findings]
+
+
+def test_cli_repair_then_undo(make_checkpoint, tmp_path, capsys):
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE)
+    before = gguf.read_bytes()
+    assert main(["repair", str(ft), "--gguf", str(gguf)]) == 0
+    assert gguf.read_bytes() != before and (tmp_path / "Modelfile").exists()
+    assert main(["undo", str(gguf)]) == 0
+    assert "Restored 2 files." in capsys.readouterr().out
+    assert gguf.read_bytes() == before and not (tmp_path / "Modelfile").exists()
