@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from builders_gguf import tensor_bytes, write_gguf
 from ckpt_builders import CHATML_TEMPLATE, LLAMA3_TEMPLATE
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import ftfix
@@ -145,6 +145,8 @@ def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
     puts the original bytes back from the journal's backup."""
     import json
 
+    from ftfix.write.journal import _write_journal
+
     ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
     gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>")
     original = gguf.read_bytes()
@@ -154,7 +156,8 @@ def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
     data = json.loads(manifest.read_text())
     (entry,) = data["spliced"]
     data["state"] = "pending"  # as if killed before the commit point
-    manifest.write_text(json.dumps(data))
+    data.pop("seal", None)
+    _write_journal(tmp_path, journal, data)  # sealed again, as ftfix writes it
     with gguf.open("r+b") as handle:  # half-written: garbage of the same length
         handle.seek(entry["offset"])
         handle.write(b"\xee" * entry["after_length"])
@@ -179,14 +182,23 @@ def test_changed_file_is_not_undone(make_checkpoint, tmp_path):
     assert gguf.read_bytes() == changed
 
 
-@given(st.binary(max_size=300), st.binary(max_size=300))
-def test_splice_between_turns_old_into_new(old, new):
-    """The smallest splice, applied to `old`, gives `new` (prefix and suffix kept)."""
+@given(
+    st.binary(max_size=200),
+    st.integers(0, 200),
+    st.integers(0, 200),
+    st.binary(max_size=40),
+)
+@example(b"\0", 1, 1, b"\0")  # old is a prefix and a suffix of new: the ranges must not overlap
+@example(b"aa", 0, 1, b"")
+def test_splice_between_turns_old_into_new(old, i, j, insert):
+    """The smallest splice, applied to `old`, gives `new` (a range of `old` replaced)."""
     from ftfix.analysis.gguf import apply_to_prefix, splice_between
 
+    i, j = sorted((min(i, len(old)), min(j, len(old))))
+    new = old[:i] + insert + old[j:]
     edit = splice_between("f", old, new, "")
     assert apply_to_prefix(old, edit) == new
-    assert len(edit.before) <= len(old) and len(edit.after) <= len(new)
+    assert len(edit.before) <= j - i and len(edit.after) <= len(insert)
     if old == new:
         assert edit.before == edit.after == b""
 
@@ -203,3 +215,14 @@ def test_a_rule_that_raises_does_not_hide_the_others(make_checkpoint, tmp_path, 
     report = ftfix.check(None, ft, gguf=gguf)
     assert [e.code for e in report.internal_errors] == ["FTX501"]
     assert "FTX504" in [f.code for f in report.findings]
+
+
+def test_cli_repair_then_undo(make_checkpoint, tmp_path, capsys):
+    ft = make_checkpoint("ft", chat_template=CHATML_TEMPLATE, eos_token="<|im_end|>")
+    gguf = write_gguf(tmp_path / "ft.gguf", ft, eos="<|end_of_text|>", template=LLAMA3_TEMPLATE)
+    before = gguf.read_bytes()
+    assert main(["repair", str(ft), "--gguf", str(gguf)]) == 0
+    assert gguf.read_bytes() != before and (tmp_path / "Modelfile").exists()
+    assert main(["undo", str(gguf)]) == 0
+    assert "Restored 2 files." in capsys.readouterr().out
+    assert gguf.read_bytes() == before and not (tmp_path / "Modelfile").exists()

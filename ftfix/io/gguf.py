@@ -71,6 +71,8 @@ def is_gguf_path(path: str | os.PathLike[str]) -> bool:
     text = os.fspath(path)
     if text.lower().endswith(".gguf"):
         return True
+    if not os.path.isfile(text):  # never open a folder, a FIFO or a device to sniff it
+        return False
     try:
         with open(text, "rb") as handle:
             return handle.read(4) == _MAGIC
