@@ -278,15 +278,7 @@ def _build(
             plan.skipped_rules.append(RuleSkip(fixer.code, fixer.name, rel, why))
             continue
         except BaseException as exc:  # one broken rule must not hide what the others find
-            # A Rust panic (PyO3's PanicException) is a BaseException: caught too; interrupts
-            # and exits go through.
-            if not isinstance(exc, Exception) and not is_panic(exc):
-                raise
-            logger.debug("rule %s raised", fixer.code, exc_info=True)
-            message = _one_line(f"{type(exc).__name__}: {exc}")
-            plan.failures.append(
-                RuleFailure(fixer.code, fixer.name, message, traceback.format_exc())
-            )
+            _rule_failed(plan, fixer, exc)
             continue
         for finding in found:
             plan.findings.append(finding)
@@ -358,6 +350,19 @@ def _weights_unreadable(ckpt: Checkpoint, label: str) -> str | None:
     return f"{label}'s {problem}"
 
 
+def _rule_failed(plan: Plan, fixer: Fixer, exc: BaseException) -> None:
+    """Record `fixer` raising `exc` as its internal error; re-raise interrupts and exits.
+
+    A Rust panic (PyO3's PanicException) is a BaseException: it is the rule's failure too.
+    """
+    if not isinstance(exc, Exception) and not is_panic(exc):
+        raise exc
+    logger.debug("rule %s raised", fixer.code, exc_info=exc)
+    message = _one_line(f"{type(exc).__name__}: {exc}")
+    trace = "".join(traceback.format_exception(exc))
+    plan.failures.append(RuleFailure(fixer.code, fixer.name, message, trace))
+
+
 def _conflict(staged: Checkpoint, finding: Finding) -> str | None:
     assert finding.fix is not None
     for edit in finding.fix.edits:
@@ -405,12 +410,8 @@ def build_gguf(
             continue
         try:
             found = list(fixer.check_gguf(ctx))
-        except Exception as exc:  # one broken rule must not hide what the others find
-            logger.debug("rule %s raised", fixer.code, exc_info=True)
-            message = _one_line(f"{type(exc).__name__}: {exc}")
-            plan.failures.append(
-                RuleFailure(fixer.code, fixer.name, message, traceback.format_exc())
-            )
+        except BaseException as exc:  # one broken rule must not hide what the others find
+            _rule_failed(plan, fixer, exc)
             continue
         for finding in found:
             plan.findings.append(finding)
