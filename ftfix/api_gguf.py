@@ -36,7 +36,7 @@ def _reference(path: PathLike | None, role: str) -> Checkpoint | None:
     if path is None:
         return None
     folder = resolve_path(path, role=role)
-    write.recover(folder)
+    # A reference is only read: never recovered, never written (issue 19).
     ckpt = Checkpoint.open(folder, role=role, display=os.fspath(path))
     ckpt.tokenizer()
     return ckpt
@@ -93,7 +93,7 @@ def check_gguf(
 ) -> Report:
     """Check a GGUF file (see `ftfix.check`, which calls this for `.gguf` paths)."""
     file, ref, role = _split(base, finetuned, gguf)
-    write.recover(file.parent)
+    # check never acts on a journal (issue 19): a repair or undo of the file recovers it.
     ctx = _context(file, ref, role, options or Options())
     plan = build_gguf(ctx, registry.resolve(select, ignore), apply_fixes=False)
     report = _report("check", file, None if ref is None else os.fspath(ref), plan, fail_on)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import ftfix
 from ftfix.cli import main
 from ftfix.io.gguf import read_gguf
+from ftfix.write import recover
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,7 +132,8 @@ def test_sigkill_during_metadata_rewrite(make_checkpoint, tmp_path, delay):
     time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    ftfix.check(None, ft, gguf=gguf)  # every command first recovers
+    ftfix.check(None, ft, gguf=gguf)  # check reports, never acts (issue 19)
+    recover(tmp_path, writer=True)  # what the next repair or undo does first
     state = _digest(gguf)
     assert state in (original, repaired), delay
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".ftfix-tmp")]
@@ -161,7 +163,9 @@ def test_torn_in_place_patch_rolled_back(make_checkpoint, tmp_path):
     with gguf.open("r+b") as handle:  # half-written: garbage of the same length
         handle.seek(entry["offset"])
         handle.write(b"\xee" * entry["after_length"])
-    ftfix.check(None, ft, gguf=gguf)
+    ftfix.check(None, ft, gguf=gguf)  # check reports, never acts (issue 19)
+    assert gguf.read_bytes() != original
+    recover(tmp_path, writer=True)  # what the next repair or undo does first
     assert gguf.read_bytes() == original
     assert not (tmp_path / ".ftfix").exists()
 

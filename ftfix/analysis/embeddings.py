@@ -1169,6 +1169,10 @@ class EmbeddingAnalysis:
         if not patchable:
             return []
         values = self.init_rows(source, patchable, init)
+        if not np.any(values):
+            # No trained row to take a mean from (every row is zero): writing zeros over zeros
+            # would be reported as fixed and fail the re-check. No edit, so no fix is offered.
+            return []
         grouped: dict[tuple[str, str], list[tuple[int, FloatRows]]] = {}
         for token_id, value in zip(patchable, values, strict=True):
             for home in source.homes(token_id):

@@ -124,8 +124,32 @@ def token_vocabulary(ckpt: Checkpoint) -> dict[str, int | None]:
     `additional_special_tokens`, `extra_special_tokens`), looked up in the tokenizer. A name that
     no source gives an id for maps to `None`: it is not one token of this tokenizer.
     """
-    found: dict[str, int | None] = {}
     tokenizer = ckpt.tokenizer()
+    # Keyed by what it reads (the parsed tokenizer, and three files by content): staged views
+    # of one folder share the result. A 1,000,000-token vocabulary takes seconds to walk, and
+    # five rules ask.
+    key = (
+        id(tokenizer),
+        *(
+            ckpt.read_bytes(rel)
+            for rel in (TOKENIZER_CONFIG, "added_tokens.json", SPECIAL_TOKENS_MAP)
+        ),
+    )
+    cached = _VOCABULARIES.get(key)
+    if cached is not None and cached[0] is tokenizer:
+        return dict(cached[1])
+    found = _token_vocabulary(ckpt, tokenizer)
+    if len(_VOCABULARIES) >= 8:
+        _VOCABULARIES.pop(next(iter(_VOCABULARIES)))
+    _VOCABULARIES[key] = (tokenizer, found)
+    return dict(found)
+
+
+_VOCABULARIES: dict[tuple[Any, ...], tuple[Any, dict[str, int | None]]] = {}
+
+
+def _token_vocabulary(ckpt: Checkpoint, tokenizer: Any) -> dict[str, int | None]:
+    found: dict[str, int | None] = {}
     if tokenizer is not None:
         for token_id, added in sorted(tokenizer.get_added_tokens_decoder().items()):
             found.setdefault(added.content, token_id)

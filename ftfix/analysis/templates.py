@@ -221,7 +221,8 @@ def compare(target: TemplateRenders, ref: TemplateRenders) -> Comparison:
     """Classify `target` against `ref` over the probes both render.
 
     Renders without the flag differ -> `FORMAT_CHANGED`; they agree but differ with the flag ->
-    `GENERATION_PROMPT_LOST`; all agree -> `SAME`. Shapes either template refuses are skipped;
+    `GENERATION_PROMPT_LOST` (unless the reference has no generation prompt and `target` only
+    appends one); all agree -> `SAME`. Shapes either template refuses are skipped;
     with no shape in common the result is `INCOMPARABLE`.
     """
     mine, theirs = target.by_name(), ref.by_name()
@@ -236,6 +237,11 @@ def compare(target: TemplateRenders, ref: TemplateRenders) -> Comparison:
             assert isinstance(observed, str)
             assert isinstance(expected, str)
             if observed != expected:
+                if flagged and ref.ignores_generation_prompt() and observed.startswith(expected):
+                    # The reference has no generation prompt and this one adds one (FTX005 may
+                    # have spliced it in): nothing was lost. Calling it lost would restore the
+                    # reference, FTX005 would splice again, and repairs would never converge.
+                    continue
                 verdict = Verdict.GENERATION_PROMPT_LOST if flagged else Verdict.FORMAT_CHANGED
                 obs, exp = first_difference(observed, expected, context=48)
                 return Comparison(verdict, name, obs, exp, shared)

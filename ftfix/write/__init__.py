@@ -19,9 +19,11 @@ before/after, backup of those bytes) and `resized` (path, backup of the original
 sha256, the inserted spans and their sha256, the grown header's sha256, original size, and the
 whole-file sha256 before/after once the rewrite has run).
 
-`recover(root)` runs at the start of every command: a `pending` journal (a repair killed
-mid-way) is rolled back from its backups, an `undoing` journal (an undo killed mid-way) is
-finished, leftover `*.ftfix-tmp` files are removed. An error while committing rolls back
+`recover(root)` runs at the start of every writing command (repair, undo) on the fine-tune, never
+for `check`, `--dry-run` or the base: a `pending` journal (a repair killed mid-way) is rolled
+back from its backups, an `undoing` journal (an undo killed mid-way) is finished, leftover
+`*.ftfix-tmp` files are removed. Only journals sealed by this user's ftfix in that folder are
+acted on (`trust.py`); any other is refused. An error while committing rolls back
 in-process at once. `undo` marks its journal `undoing` before it restores anything.
 
 `FTFIX_TEST_PAUSE=<seconds>` (test-only, read nowhere else) sleeps between the steps of a

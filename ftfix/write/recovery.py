@@ -376,8 +376,10 @@ def _recover_locked(root: Path) -> list[str]:
 def recover(root: str | os.PathLike[str], *, writer: bool = False) -> list[str]:
     """Roll back what an interrupted ftfix run left in the checkpoint at `root`.
 
-    Every command runs this first. A repair killed mid-way (a `pending` journal) is rolled back
-    from its backups, an interrupted undo is finished, and leftover temp files are removed.
+    Every writing command (repair, undo) runs this first on the fine-tune; readers never do.
+    Only a journal sealed by this user's ftfix in this folder is acted on (`trust`). A repair
+    killed mid-way (a `pending` journal) is rolled back from its backups, an interrupted undo is
+    finished, and leftover temp files are removed.
     Does nothing, and writes nothing, when there is nothing to recover. When another ftfix
     process holds the lock (a repair is running right now), nothing is done either, or, for a
     caller about to write (`writer=True`), `LockedError` is raised at once.

@@ -315,3 +315,18 @@ def test_check_does_not_modify_or_import_torch(make_checkpoint, tmp_path):
     )
     assert out.stdout.split(maxsplit=1) == ["1", "[]\n"], out.stderr
     assert tree_digest(ft) == snapshot
+
+
+def test_all_zero_matrix_offers_no_fix(tmp_path):
+    """Issue 19: with no trained row to take a mean from, nothing is "fixed" and nothing changes."""
+    from ckpt_builders import build_merged, tree_digest
+
+    from ftfix.cli import main
+
+    base = build_merged(tmp_path / "base")
+    ft = build_merged(tmp_path / "ft", added_tokens=("<t0>", "<t1>"), zero_rows=tuple(range(100)))
+    before = tree_digest(ft)
+    report = ftfix.check(base, ft, select=["FTX102"])
+    assert report.findings and all(f.fix is None for f in report.findings)
+    assert main(["repair", "--unsafe-fixes", str(base), str(ft)]) == 1
+    assert tree_digest(ft) == before
