@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import registry, write
@@ -24,6 +24,7 @@ from .io.checkpoint import Checkpoint, Kind, _checkpoint_dirs, is_hub_id, offlin
 from .io.gguf import is_gguf_path
 from .io.limits import JSON_LIMIT, TEMPLATE_LIMIT, read_limited
 from .io.remote import HubCheckpoint, open_hub
+from .io.samples import read_samples
 from .plan import Plan, build
 from .report import Mode, Report
 from .rules.base import Fixer
@@ -373,6 +374,7 @@ def check(
     gguf: PathLike | None = None,
     runtimes: bool = False,
     revision: str | None = None,
+    trained_on: PathLike | None = None,
 ) -> Report:
     """Check a fine-tuned checkpoint, with its base when one is at hand. Writes nothing.
 
@@ -403,6 +405,9 @@ def check(
             branch, tag or commit to check. A Hub fine-tune's small files are downloaded
             through the huggingface_hub cache, its weights read by range requests (headers and
             the rows the rules need); `report.fetched` counts the bytes.
+        trained_on (`str` or `os.PathLike`, *optional*): a JSONL file of training rows as the
+            trainer fed them (`{"messages": [...]}` with `"text"` or `"input_ids"`), compared
+            with what the saved template renders (FTX600).
 
     Returns:
         `Report`: `report.ok` is `True` when no error remains.
@@ -429,6 +434,8 @@ def check(
         )  # fmt: skip
     fixers = registry.resolve(_rules(select, "select"), _rules(ignore, "ignore") or ())
     options = _options(template, base_id=_given_base_id(base if finetuned else None))
+    if trained_on is not None:
+        options = replace(options, trained_on=tuple(read_samples(trained_on)))
     found, target, hub = _prepare(base, finetuned, writer=False, revision=revision)
     try:  # everything that reads the fine-tune, before a Hub mirror is removed
         plan = _build(found, target, fixers, options, apply_fixes=False)

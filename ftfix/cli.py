@@ -117,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--revision", metavar="REV", help="for a fine-tune on the Hub: branch, tag or commit"
     )
+    check.add_argument(
+        "--trained-on", metavar="FILE.jsonl", help="training rows as the trainer fed them"
+    )
 
     repair = sub.add_parser("repair", help="apply safe fixes (unsafe ones with --unsafe-fixes)")
     _add_common(repair)
@@ -291,6 +294,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         gguf=args.gguf,
         runtimes=args.runtimes,
         revision=args.revision,
+        trained_on=args.trained_on,
     )
 
 

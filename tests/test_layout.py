@@ -156,6 +156,7 @@ FAMILIES = {
     "FTX91": "files",
     "FTX3": "adapters",
     "FTX5": "gguf",
+    "FTX6": "training",  # issue 20
     "FTX92": "folder",  # issue 19
     "FTX93": "folder",
     "FTX40": "config",  # issue 14

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from ..io.checkpoint import Checkpoint
+from ..io.samples import TrainingSample
 from .probes import ShapeRenders, TemplateRenders, render_all, render_shapes
 
 __all__ = ["Context", "InputMissing", "Need", "Options"]
@@ -61,11 +62,14 @@ class Options:
             token's text splits into).
         base_id (`str`, *optional*): the base as the user named it when it is a Hub id
             (`org/name`); rules may write it into files that should name the base.
+        trained_on (`tuple[TrainingSample, ...]`): training rows as the trainer fed them
+            (`--trained-on FILE.jsonl`), compared with what the saved template renders.
     """
 
     template: str | None = None
     init: str = "mean"
     base_id: str | None = None
+    trained_on: tuple[TrainingSample, ...] = ()
 
 
 @dataclass

@@ -20,6 +20,7 @@ from . import (  # one family a line: branches that add families merge cleanly
     stops,
     templates,
     tokenizer,
+    training,
     weights,
 )
 
@@ -33,5 +34,6 @@ __all__ = [
     "stops",
     "templates",
     "tokenizer",
+    "training",
     "weights",
 ]
