@@ -26,6 +26,7 @@ SERIOUS: frozenset[str] = frozenset({"system prompt", "generation prompt"})
 
 # Marker-like tokens (<|im_start|>, <s>, [INST]) and newlines: where an excerpt may start or end.
 _BOUNDARY = re.compile(r"<\|?[\w.\-/:]*\|?>|\[/?[A-Z_]+\]|\n")
+_ROLE_WORDS = frozenset({"", "system", "user", "human", "<s>", "### system:", "### user:"})
 _WORDS = re.compile(r"\s+|\w+|[^\w\s]")
 _CONTEXT = 24
 
@@ -96,13 +97,12 @@ def _first_change(trained: str, served: str) -> tuple[int, int, int, int] | None
     return c1, c2, d1, d2
 
 
-def _expand(text: str, start: int, end: int) -> tuple[int, int]:
-    """Widen [start, end) to the markers or newlines around it (a whole system prompt)."""
-    left = 0
-    for m in _BOUNDARY.finditer(text, 0, start):
-        left = m.end()
-    after = _BOUNDARY.search(text, end)
-    return left, (after.start() if after else len(text))
+def _preamble(messages: Sequence[Mapping[str, Any]], text: str) -> str:
+    """The system prompt as `text` writes it: before the first turn, markers and roles removed."""
+    end = _first_turn_start(messages, text)
+    head = _BOUNDARY.sub("\n", text[: end if end is not None else 0])
+    lines = [ln for ln in head.split("\n") if ln.strip().lower() not in _ROLE_WORDS]
+    return "\n".join(lines).strip()
 
 
 def _generation_spans(
@@ -268,11 +268,11 @@ def compare_sample(
             else:
                 region = "prompt start"
     before = shown[:j1]
-    if region == "system prompt" and (trained[i1:i2] + shown[j1:j2]).strip():
-        i1, i2 = _expand(trained, i1, i2)
-        j1, j2 = _expand(shown, j1, j2)
-        before = shown[:j1]
     span_t, span_s = trained[i1:i2], shown[j1:j2]
+    if region == "system prompt":
+        said = _preamble(messages, trained), _preamble(messages, shown)
+        if said[0] != said[1]:
+            span_t, span_s = said
     return Divergence(
         sample.where,
         region,

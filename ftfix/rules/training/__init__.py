@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from . import (
     training_format_differs,  # FTX600
+    training_template_differs,  # FTX601
 )
 
 __all__ = [
     "training_format_differs",
+    "training_template_differs",
 ]
