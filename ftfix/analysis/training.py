@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,16 +97,24 @@ def _first_change(trained: str, served: str) -> tuple[int, int, int, int] | None
     return c1, c2, d1, d2
 
 
-def _preamble(messages: Sequence[Mapping[str, Any]], text: str) -> str:
+def _preamble(messages: Sequence[Mapping[str, Any]], text: str, view: Callable[[str], str]) -> str:
     """The system prompt as `text` writes it: before the first turn, markers and roles removed."""
-    end = _first_turn_start(messages, text)
+    end = _first_turn_start(messages, text, view)
     head = _BOUNDARY.sub("\n", text[: end if end is not None else 0])
     lines = [ln for ln in head.split("\n") if ln.strip().lower() not in _ROLE_WORDS]
     return "\n".join(lines).strip()
 
 
+def _same(text: str) -> str:
+    return text
+
+
 def _generation_spans(
-    source: str, messages: Sequence[Mapping[str, Any]], served: str, specials: Mapping[str, str]
+    source: str,
+    messages: Sequence[Mapping[str, Any]],
+    served: str,
+    specials: Mapping[str, str],
+    view: Callable[[str], str],
 ) -> list[tuple[int, int]]:
     """Where the generation prompt sits in `served`, before each assistant message."""
     spans = []
@@ -114,9 +122,9 @@ def _generation_spans(
         if k == 0 or message.get("role") != "assistant":
             continue
         try:
-            without = render(source, messages[:k], special_tokens=specials)
-            with_prompt = render(
-                source, messages[:k], add_generation_prompt=True, special_tokens=specials
+            without = view(render(source, messages[:k], special_tokens=specials))
+            with_prompt = view(
+                render(source, messages[:k], add_generation_prompt=True, special_tokens=specials)
             )
         except TemplateRenderError:
             continue
@@ -125,14 +133,16 @@ def _generation_spans(
     return spans
 
 
-def _first_turn_start(messages: Sequence[Mapping[str, Any]], text: str) -> int | None:
+def _first_turn_start(
+    messages: Sequence[Mapping[str, Any]], text: str, view: Callable[[str], str] = _same
+) -> int | None:
     """Where the first non-system message's content starts in `text`."""
     for message in messages:
         if message.get("role") == "system":
             continue
         content = message.get("content")
         if isinstance(content, str) and content:
-            index = text.find(content)
+            index = text.find(view(content).strip())
             return index if index >= 0 else None
         return None
     return None
@@ -191,20 +201,18 @@ def _trim_end(trained: str, served: str, specials: Mapping[str, str]) -> tuple[s
     return (shorter, shorter) if not rest.strip() else (trained, served)
 
 
-def _trained_text(
-    sample: TrainingSample, tokenizer: TokenizerView | None
-) -> tuple[str | None, list[int] | None]:
-    """The text training fed and its ids with the tokenizer's own prefix (BOS) removed."""
-    if sample.input_ids is None:
-        return sample.text, None
-    if tokenizer is None:
-        return sample.text, None
-    ids = list(sample.input_ids)
-    frame = tokenizer.special_frame()
-    if frame is not None and frame[0] and tuple(ids[: len(frame[0])]) == frame[0]:
-        ids = ids[len(frame[0]) :]  # the double-BOS rule's matter, not a template difference
-    text = tokenizer.full.decode(ids, skip_special_tokens=False)
-    return (sample.text or text), ids
+def _ids_match(
+    trained: Sequence[int],
+    served: Sequence[int],
+    tokenizer: TokenizerView,
+    specials: Mapping[str, str],
+) -> bool:
+    """Equal ids, or one a prefix of the other followed only by eos / padding ids."""
+    shorter, longer = sorted((list(trained), list(served)), key=len)
+    if longer[: len(shorter)] != shorter:
+        return False
+    ends = {tokenizer.token_to_id(specials[k]) for k in ("eos_token", "pad_token") if k in specials}
+    return all(i in ends for i in longer[len(shorter) :])
 
 
 def compare_sample(
@@ -221,8 +229,41 @@ def compare_sample(
     """
     messages = sample.messages
     served = render(source, messages, special_tokens=special_tokens)
-    text, ids = _trained_text(sample, tokenizer)
-    if text is None:
+    view: Callable[[str], str] = _same
+    if sample.input_ids is not None and tokenizer is not None:
+        full = tokenizer.full
+        ids = list(sample.input_ids)
+        served_ids = list(full.encode(served, add_special_tokens=False).ids)
+        prefix = list((tokenizer.special_frame() or ((), ()))[0])
+        if prefix and ids[: len(prefix)] == prefix and served_ids[: len(prefix)] != prefix:
+            ids = ids[len(prefix) :]  # the tokenizer's BOS on top: FTX023's matter
+        if _ids_match(ids, served_ids, tokenizer, special_tokens):
+            return None
+
+        def view(text: str) -> str:  # both sides as the tokenizer decodes them
+            encoded = full.encode(text, add_special_tokens=False).ids
+            return str(full.decode(encoded, skip_special_tokens=False))
+
+        text = str(full.decode(ids, skip_special_tokens=False))
+        served = str(full.decode(served_ids, skip_special_tokens=False))
+        if text == served:
+            k = next(
+                (i for i, (x, y) in enumerate(zip(ids, served_ids, strict=False)) if x != y),
+                min(len(ids), len(served_ids)),
+            )
+            return Divergence(
+                sample.where,
+                "token ids",
+                str(ids[k : k + 4]),
+                str(served_ids[k : k + 4]),
+                "",
+                f"the text is the same but training split it into other token ids from token "
+                f"{k} ({ids[k : k + 4]} against the tokenizer's {served_ids[k : k + 4]}): it "
+                "tokenized the parts separately or with another tokenizer",
+            )
+    elif sample.text is not None:
+        text = sample.text
+    else:
         return None
     # A leading BOS only one side has is FTX023's (double BOS), not a template difference.
     bos = special_tokens.get("bos_token")
@@ -232,37 +273,19 @@ def compare_sample(
     trained, shown = _trim_end(text, served, special_tokens)
     change = _first_change(trained, shown)
     if change is None:
-        if ids is None or tokenizer is None:
-            return None
-        served_ids = tokenizer.full.encode(served, add_special_tokens=False).ids
-        if served_ids[: len(ids)] == ids or ids[: len(served_ids)] == served_ids:
-            return None
-        k = next(
-            (i for i, (x, y) in enumerate(zip(ids, served_ids, strict=False)) if x != y),
-            min(len(ids), len(served_ids)),
-        )
-        return Divergence(
-            sample.where,
-            "token ids",
-            str(ids[k : k + 4]),
-            str(served_ids[k : k + 4]),
-            "",
-            f"the text is the same but training split it into other token ids from token "
-            f"{k} ({ids[k : k + 4]} against the tokenizer's {served_ids[k : k + 4]}): it "
-            "tokenized the parts separately or with another tokenizer",
-        )
+        return None
     i1, i2, j1, j2 = change
     region: Region = "turn"
-    for start, end in _generation_spans(source, messages, served, special_tokens):
+    for start, end in _generation_spans(source, messages, shown, special_tokens, view):
         if start <= j1 <= end:
             region = "generation prompt"
             break
     else:
-        first_turn = _first_turn_start(messages, shown)
+        first_turn = _first_turn_start(messages, shown, view)
         if first_turn is not None and j1 < first_turn:
             changed = _BOUNDARY.sub("", trained[i1:i2] + shown[j1:j2])
             system = _system_prompt(messages)
-            inside = system is not None and j1 <= shown.find(system) + len(system)
+            inside = system is not None and j1 <= shown.find(view(system)) + len(view(system))
             if inside or (system is None and len(re.findall(r"\w", changed)) >= 3):
                 region = "system prompt"
             else:
@@ -270,7 +293,7 @@ def compare_sample(
     before = shown[:j1]
     span_t, span_s = trained[i1:i2], shown[j1:j2]
     if region == "system prompt":
-        said = _preamble(messages, trained), _preamble(messages, shown)
+        said = _preamble(messages, trained, view), _preamble(messages, shown, view)
         if said[0] != said[1]:
             span_t, span_s = said
     return Divergence(
