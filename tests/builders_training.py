@@ -39,8 +39,8 @@ CONVERSATIONS: tuple[tuple[dict[str, str], ...], ...] = (
     ),
 )
 
-# The default system prompt of LLaMA-Factory's `qwen` template in the releases the issue
-# threads report (the Python template trains with it; Qwen2.5's Jinja template injects its own).
+# The default system prompt of LLaMA-Factory's `qwen` template up to 0.9.2 (0.9.3 took Qwen2.5's):
+# the Python template trains with it; Qwen2.5's Jinja template injects its own.
 LF_QWEN_DEFAULT_SYSTEM = "You are a helpful assistant."
 QWEN25_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 

@@ -79,18 +79,25 @@ def _llama3(messages: Sequence[Message], system: str | None) -> str:
 _QWEN_SYSTEM = "You are a helpful assistant."
 _QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 
-# (framework, template name) -> (writer, default system prompt). Only templates whose output is
-# known exactly are listed; any other name is not judged.
-_KNOWN: Mapping[tuple[str, str], tuple[Writer, str | None]] = {
-    ("LLaMA-Factory", "qwen"): (_chatml, _QWEN_SYSTEM),
-    ("LLaMA-Factory", "chatml"): (_chatml, None),
-    ("LLaMA-Factory", "llama3"): (_llama3, None),
-    ("ms-swift", "qwen"): (_chatml, _QWEN_SYSTEM),
-    ("ms-swift", "qwen2_5"): (_chatml, _QWEN25_SYSTEM),
-    ("ms-swift", "chatml"): (_chatml, None),
-    ("ms-swift", "llama3"): (_llama3, None),
-    ("axolotl", "chatml"): (_chatml, None),
-    ("axolotl", "llama3"): (_llama3, None),
+Variant = tuple[str | None, str | None]  # (the framework versions it holds for, system prompt)
+
+# (framework, template name) -> (writer, default system prompt by version). Only templates whose
+# output is known exactly are listed (read from LLaMA-Factory 0.8.3-0.9.5 and ms-swift 4.6.0);
+# any other name is not judged. LLaMA-Factory's `qwen` trained with "You are a helpful
+# assistant." up to 0.9.2 and with Qwen2.5's own prompt from 0.9.3 on.
+_KNOWN: Mapping[tuple[str, str], tuple[Writer, tuple[Variant, ...]]] = {
+    ("LLaMA-Factory", "qwen"): (
+        _chatml,
+        (("LLaMA-Factory 0.9.2 or earlier", _QWEN_SYSTEM), ("0.9.3 or later", _QWEN25_SYSTEM)),
+    ),
+    ("LLaMA-Factory", "chatml"): (_chatml, ((None, None),)),
+    ("LLaMA-Factory", "llama3"): (_llama3, ((None, None),)),
+    ("ms-swift", "qwen"): (_chatml, ((None, _QWEN_SYSTEM),)),
+    ("ms-swift", "qwen2_5"): (_chatml, ((None, _QWEN25_SYSTEM),)),
+    ("ms-swift", "chatml"): (_chatml, ((None, None),)),
+    ("ms-swift", "llama3"): (_llama3, ((None, None),)),
+    ("axolotl", "chatml"): (_chatml, ((None, None),)),
+    ("axolotl", "llama3"): (_llama3, ((None, None),)),
 }
 
 _CHECKPOINT_DIR = re.compile(r"checkpoint-\d+")
@@ -192,24 +199,26 @@ def training_records(ckpt: Checkpoint) -> list[TrainingRecord]:
     return _from_yaml(read_parent, "../") + _from_swift(read_parent, "../")
 
 
-def known_format(record: TrainingRecord) -> tuple[Writer, str | None] | None:
-    """How the named template writes a conversation, and the system prompt it trained with."""
+def known_format(record: TrainingRecord) -> tuple[Writer, tuple[Variant, ...]] | None:
+    """How the named template writes a conversation, and the system prompts it trained with.
+
+    One variant per framework version range whose default differs; a single one when the
+    record sets the system prompt itself.
+    """
     known = _KNOWN.get((record.framework, record.template.strip().lower()))
     if known is None:
         return None
-    writer, default = known
-    return writer, record.system if record.system is not None else default
+    writer, variants = known
+    if record.system is not None:
+        return writer, ((None, record.system),)
+    return writer, variants
 
 
-def probe_samples(record: TrainingRecord) -> list[TrainingSample]:
-    """Probe conversations as the named template wrote them (empty when it is not known)."""
+def probe_samples(record: TrainingRecord, system: str | None) -> list[TrainingSample]:
+    """Probe conversations as the named template wrote them with `system` as default."""
     known = known_format(record)
     if known is None:
         return []
-    writer, system = known
-    return [
-        TrainingSample(
-            tuple(p), writer(p, system), None, f"{record.path} template {record.template!r}"
-        )
-        for p in PROBES
-    ]
+    writer = known[0]
+    where = f"{record.path} template {record.template!r}"
+    return [TrainingSample(tuple(p), writer(p, system), None, where) for p in PROBES]

@@ -57,6 +57,23 @@ def test_llamafactory_qwen_trained_another_system_prompt(qwen_lf):
     assert finding.data["trained"] == LF_QWEN_DEFAULT_SYSTEM
     assert finding.data["served"] == QWEN25_DEFAULT_SYSTEM
     assert "'qwen'" in finding.message and "training had the system prompt" in finding.message
+    # LLaMA-Factory's `qwen` changed its default in 0.9.3; the record does not say which ran.
+    assert finding.data["versions"] == "LLaMA-Factory 0.9.2 or earlier"
+    assert "(LLaMA-Factory 0.9.2 or earlier: system prompt" in finding.message
+
+
+def test_llamafactory_qwen_against_a_template_without_default_system(qwen_lf):
+    # A ChatML template with no default system prompt differs from both LLaMA-Factory versions.
+    (qwen_lf / "chat_template.jinja").write_text(
+        "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+        "'<|im_end|>\\n' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+        "utf-8",
+    )
+    _lf_args(qwen_lf, "qwen")
+    (finding,) = _ftx601(qwen_lf)
+    assert (finding.data["trained"], finding.data["served"]) == (LF_QWEN_DEFAULT_SYSTEM, "")
+    assert "0.9.2" not in finding.message
 
 
 def test_default_system_set_to_the_templates_own_is_silent(qwen_lf):

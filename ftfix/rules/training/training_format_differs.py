@@ -50,9 +50,10 @@ class TrainingFormatDiffers(Fixer):
     exactly the base's.
 
     ## Example
-    LLaMA-Factory's `qwen` template trained a Qwen2.5 fine-tune with the default system prompt
-    "You are a helpful assistant."; the saved Qwen2.5 template injects "You are Qwen, created by
-    Alibaba Cloud. You are a helpful assistant." when a request has no system message.
+    LLaMA-Factory's `qwen` template (up to 0.9.2) trained a Qwen2.5 fine-tune with the default
+    system prompt "You are a helpful assistant."; the saved Qwen2.5 template injects "You are
+    Qwen, created by Alibaba Cloud. You are a helpful assistant." when a request has no system
+    message.
 
     ## Fix
     None automatic. Serve with the training format: pass the training system prompt in every

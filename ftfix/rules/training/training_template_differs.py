@@ -25,6 +25,9 @@ class TrainingTemplateDiffers(Fixer):
     (ChatML-style `qwen`, `qwen2_5`, `chatml`; `llama3`), a probe conversation is written the
     way that template wrote the training data and compared with the saved chat template's
     rendering, as FTX600 compares real training rows. Other template names are not judged.
+    When the template's default system prompt changed between framework versions (LLaMA-Factory's
+    `qwen` up to 0.9.2 against 0.9.3 on) and the record does not set it, the warning names
+    the versions it holds for.
 
     ## Why is this bad?
     The frameworks format data with their own Python templates, not with the Jinja template
@@ -34,10 +37,10 @@ class TrainingTemplateDiffers(Fixer):
     exactly the base's (comparing with the base cannot see it).
 
     ## Example
-    `training_args.yaml` says `template: qwen`: LLaMA-Factory trained with the default system
-    prompt "You are a helpful assistant.", while the saved Qwen2.5 template injects "You are
-    Qwen, created by Alibaba Cloud. You are a helpful assistant." into every request without a
-    system message.
+    `training_args.yaml` says `template: qwen`: LLaMA-Factory up to 0.9.2 trained with the
+    default system prompt "You are a helpful assistant.", while the saved Qwen2.5 template
+    injects "You are Qwen, created by Alibaba Cloud. You are a helpful assistant." into every
+    request without a system message.
 
     ## Fix
     None automatic. Send the training system prompt with every request, or save a template
@@ -63,26 +66,45 @@ class TrainingTemplateDiffers(Fixer):
             known = known_format(record)
             if known is None:
                 continue
-            for sample in probe_samples(record):
+            outcomes = []
+            for label, system in known[1]:
                 try:
-                    found = compare_sample(source, sample, special_tokens=specials, tokenizer=None)
+                    found = next(
+                        (
+                            d
+                            for d in (
+                                compare_sample(
+                                    source, sample, special_tokens=specials, tokenizer=None
+                                )
+                                for sample in probe_samples(record, system)
+                            )
+                            if d is not None
+                        ),
+                        None,
+                    )
                 except TemplateRenderError:
-                    break  # a broken template is FTX003's finding
-                if found is None:
-                    continue
-                system = f" (system prompt {known[1]!r})" if known[1] else " (no system prompt)"
-                yield self.finding(
-                    f"{record.path} says {record.framework} trained with its template "
-                    f"{record.template!r}{system}, which the saved chat template does not "
-                    f"reproduce: {found.description}",
-                    path=record.path if not record.path.startswith("../") else None,
-                    data={
-                        "framework": record.framework,
-                        "template": record.template,
-                        "system": known[1],
-                        "region": found.region,
-                        "trained": found.trained,
-                        "served": found.served,
-                    },
-                )
-                break
+                    return  # a broken template is FTX003's finding
+                outcomes.append((label, system, found))
+            differing = [o for o in outcomes if o[2] is not None]
+            if not differing:
+                continue
+            label, system, found = differing[0]
+            assert found is not None
+            said = f" (system prompt {system!r})" if system else " (no system prompt)"
+            if label is not None and len(differing) < len(outcomes):
+                said = f" ({label}: system prompt {system!r})" if system else f" ({label})"
+            yield self.finding(
+                f"{record.path} says {record.framework} trained with its template "
+                f"{record.template!r}{said}, which the saved chat template does not "
+                f"reproduce: {found.description}",
+                path=record.path if not record.path.startswith("../") else None,
+                data={
+                    "framework": record.framework,
+                    "template": record.template,
+                    "system": system,
+                    "versions": label,
+                    "region": found.region,
+                    "trained": found.trained,
+                    "served": found.served,
+                },
+            )
