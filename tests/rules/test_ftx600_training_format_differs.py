@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from builders_training import (
@@ -169,3 +170,29 @@ def test_a_file_without_samples_is_bad_input(ft, tmp_path, capsys):
 
 def test_without_samples_the_rule_is_silent(ft):
     assert _ftx600(ftfix.check(ft, select=["FTX600"])) == []
+
+
+RECORDINGS = Path(__file__).resolve().parent.parent / "recordings"
+
+
+@pytest.mark.parametrize(
+    ("version", "differing"),
+    [("0.9.5", 0), ("0.9.2", 2)],
+)
+def test_llamafactory_recordings(ft, version, differing):
+    """Rows LLaMA-Factory's own `qwen` template produced (tools/record_training_formats.py)."""
+    path = RECORDINGS / f"llamafactory-{version}-qwen-qwen2.5.jsonl"
+    rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
+    assert {(r["framework"], r["version"], r["template"]) for r in rows} == {
+        ("llamafactory", version, "qwen")
+    }
+    found = _ftx600(ftfix.check(ft, trained_on=path, select=["FTX600"]))
+    if not differing:
+        # 0.9.3+ trains with Qwen2.5's own system prompt: the saved template reproduces the ids.
+        assert found == []
+        return
+    (finding,) = found
+    assert finding.severity.value == "error"
+    assert (finding.data["differing"], finding.data["region"]) == (differing, "system prompt")
+    assert finding.data["trained"] == LF_QWEN_DEFAULT_SYSTEM
+    assert finding.data["served"] == QWEN25_DEFAULT_SYSTEM
