@@ -176,19 +176,28 @@ RECORDINGS = Path(__file__).resolve().parent.parent / "recordings"
 
 
 @pytest.mark.parametrize(
-    ("version", "differing"),
-    [("0.9.5", 0), ("0.9.2", 2)],
+    ("framework", "version", "template", "differing"),
+    [
+        ("llamafactory", "0.9.5", "qwen", 0),
+        ("llamafactory", "0.9.2", "qwen", 2),
+        ("ms-swift", "4.6.0", "qwen2_5", 0),
+        ("ms-swift", "4.6.0", "qwen", 2),
+    ],
 )
-def test_llamafactory_recordings(ft, version, differing):
-    """Rows LLaMA-Factory's own `qwen` template produced (tools/record_training_formats.py)."""
-    path = RECORDINGS / f"llamafactory-{version}-qwen-qwen2.5.jsonl"
+def test_framework_recordings(ft, framework, version, template, differing):
+    """Rows the frameworks' own template code produced (tools/record_training_formats.py).
+
+    LLaMA-Factory's `qwen` trained with "You are a helpful assistant." up to 0.9.2 and with
+    Qwen2.5's prompt from 0.9.3; ms-swift's `qwen` with the former, `qwen2_5` with the latter.
+    """
+    path = RECORDINGS / f"{framework}-{version}-{template}-qwen2.5.jsonl"
     rows = [json.loads(line) for line in path.read_text("utf-8").splitlines()]
     assert {(r["framework"], r["version"], r["template"]) for r in rows} == {
-        ("llamafactory", version, "qwen")
+        (framework, version, template)
     }
     found = _ftx600(ftfix.check(ft, trained_on=path, select=["FTX600"]))
     if not differing:
-        # 0.9.3+ trains with Qwen2.5's own system prompt: the saved template reproduces the ids.
+        # Trained with Qwen2.5's own system prompt: the saved template reproduces the ids.
         assert found == []
         return
     (finding,) = found
