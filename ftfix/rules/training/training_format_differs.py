@@ -68,6 +68,7 @@ class TrainingFormatDiffers(Fixer):
     code = "FTX600"
     name = "training-format-differs"
     severity = Severity.ERROR
+    other_severities = (Severity.WARNING,)
     needs = frozenset()
 
     def check(self, ctx: Context) -> Iterator[Finding]:
