@@ -205,3 +205,52 @@ def test_framework_recordings(ft, framework, version, template, differing):
     assert (finding.data["differing"], finding.data["region"]) == (differing, "system prompt")
     assert finding.data["trained"] == LF_QWEN_DEFAULT_SYSTEM
     assert finding.data["served"] == QWEN25_DEFAULT_SYSTEM
+
+
+def test_unsafe_fix_writes_the_training_system_prompt(ft, qwen25):
+    """Rows recorded in .ftfix/ (as RepairCallback keeps them) drive a validated unsafe fix."""
+    recording = RECORDINGS / "llamafactory-0.9.2-qwen-qwen2.5.jsonl"
+    (ft / ".ftfix").mkdir()
+    (ft / ".ftfix" / "training_samples.jsonl").write_bytes(recording.read_bytes())
+    (finding,) = _ftx600(ftfix.check(ft, select=["FTX600"]))
+    assert finding.fix is not None and finding.fix.applicability.value == "unsafe"
+
+    safe = ftfix.repair(ft, select=["FTX600"])
+    assert not safe.applied
+    assert QWEN25_DEFAULT_SYSTEM in (ft / "chat_template.jinja").read_text("utf-8")
+
+    report = ftfix.repair(ft, select=["FTX600"], unsafe_fixes=True)
+    assert [f.code for f in report.applied] == ["FTX600"]
+    assert not [f for f in report.remaining if f.code == "FTX600"]
+    saved = (ft / "chat_template.jinja").read_text("utf-8")
+    assert QWEN25_DEFAULT_SYSTEM not in saved and LF_QWEN_DEFAULT_SYSTEM in saved
+    # transformers now renders every recorded row to the ids LLaMA-Factory trained on.
+    tok = load_tokenizer(ft)
+    for line in recording.read_text("utf-8").splitlines():
+        row = json.loads(line)
+        encoded = tok.apply_chat_template(row["messages"], tokenize=True)
+        ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+        assert list(ids) == row["input_ids"]
+    assert _ftx600(ftfix.check(ft, select=["FTX600"])) == []
+
+
+def test_no_fix_when_the_template_does_not_hold_the_prompt(ft, tmp_path):
+    # Training had no system prompt and the template adds one: nothing to substitute.
+    rows = [
+        {"messages": list(c), "text": chatml_text(c, default_system=None)} for c in CONVERSATIONS
+    ]
+    (finding,) = _ftx600(ftfix.check(ft, trained_on=write_jsonl(tmp_path / "n.jsonl", rows)))
+    assert finding.data["trained"] == "" and finding.fix is None
+
+
+def test_no_fix_unless_every_row_then_renders_identically(ft, tmp_path):
+    # The system prompt differs, and one row also has a blank line the template never writes.
+    rows = [
+        {"messages": list(c), "text": chatml_text(c, default_system=LF_QWEN_DEFAULT_SYSTEM)}
+        for c in CONVERSATIONS
+    ]
+    rows[2]["text"] = rows[2]["text"].replace(
+        "<|im_end|>\n<|im_start|>user\nTell", "<|im_end|>\n\n<|im_start|>user\nTell"
+    )
+    (finding,) = _ftx600(ftfix.check(ft, trained_on=write_jsonl(tmp_path / "v.jsonl", rows)))
+    assert finding.data["region"] == "system prompt" and finding.fix is None

@@ -6,10 +6,12 @@ import re
 from collections.abc import Iterator
 
 from ...analysis.context import Context
+from ...analysis.edits import edit_chat_templates
 from ...analysis.render import TemplateRenderError
 from ...analysis.training import Divergence, compare_sample
-from ...findings import Finding, Severity
+from ...findings import Applicability, Finding, Fix, Severity
 from ...io.samples import TrainingSample, read_recorded
+from ...io.tokenizer import TokenizerView
 from ...registry import register
 from ..base import Fixer
 
@@ -56,13 +58,16 @@ class TrainingFormatDiffers(Fixer):
     message.
 
     ## Fix
-    None automatic. Serve with the training format: pass the training system prompt in every
-    request, or save a template that renders the training rows identically (`--template` for
-    checking it), then check again with `--trained-on`.
+    When the saved template injects a default system prompt other than the one training had,
+    an unsafe fix writes the training system prompt into the template in its place, and only
+    if every training row then renders to exactly what training fed (the same token ids).
+    Otherwise serve with the training format: pass the training system prompt in every request,
+    or save a template that renders the training rows identically.
 
     ## Fix safety
-    No fix is offered: which side is right (the trainer's format, or the format users send)
-    is a decision, and a changed template changes every request.
+    Unsafe: it changes what every request without a system message starts with, to what the
+    model was trained on; which side is right (the trainer's format, or the format users
+    send) is a decision.
     """
 
     code = "FTX600"
@@ -98,8 +103,10 @@ class TrainingFormatDiffers(Fixer):
             f"{count} render differently with the saved chat template than training fed them; "
             f"first in {where} ({first.where}): {first.description}"
         )
+        fix = _system_prompt_fix(ctx, source, first, samples, specials, tokenizer)
         yield self.finding(
             message,
+            fix=fix,
             severity=Severity.ERROR if first.serious else Severity.WARNING,
             data={
                 "samples": len(samples),
@@ -110,3 +117,37 @@ class TrainingFormatDiffers(Fixer):
                 "served": first.served,
             },
         )
+
+
+def _system_prompt_fix(
+    ctx: Context,
+    source: str,
+    first: Divergence,
+    samples: list[TrainingSample],
+    specials: dict[str, str],
+    tokenizer: TokenizerView | None,
+) -> Fix | None:
+    """The template with the training system prompt as its default, if it renders every row."""
+    if first.region != "system prompt" or not first.trained or not first.served:
+        return None
+    if ctx.options.template is not None or first.served not in source:
+        return None  # a template from --template is not the folder's to rewrite
+    candidate = source.replace(first.served, first.trained)
+    try:
+        if any(
+            compare_sample(candidate, s, special_tokens=specials, tokenizer=tokenizer) is not None
+            for s in samples
+        ):
+            return None
+    except TemplateRenderError:
+        return None
+    templates = dict(ctx.target.chat_templates())
+    templates["default"] = candidate
+    edits = tuple(edit_chat_templates(ctx.target, templates))
+    if not edits:
+        return None
+    return Fix(
+        f"Make {first.trained!r} the template's default system prompt, as in training",
+        Applicability.UNSAFE,
+        edits,
+    )
