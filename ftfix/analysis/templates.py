@@ -611,6 +611,11 @@ def marker_style(marker: str) -> str:
     return "tag"
 
 
+def is_marker(text: str) -> bool:
+    """Whether `text` is, as a whole, one special-looking marker."""
+    return _MARKER.fullmatch(text) is not None
+
+
 def markers_in(text: str) -> list[str]:
     """Special-looking markers in `text`, in order, repeats included."""
     return [match.group(0) for match in _MARKER.finditer(text)]

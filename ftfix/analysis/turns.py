@@ -73,12 +73,17 @@ def leading_markers(text: str, vocabulary: Collection[str]) -> list[str]:
         >>> leading_markers("<|im_end|>\n", {"<|im_end|>", "<|im_start|>"})
         ['<|im_end|>']
     """
-    ordered = sorted((t for t in vocabulary if t and not t.isspace()), key=len, reverse=True)
+    # Longest prefix first, by looking prefixes up (a vocabulary may hold a million added
+    # tokens; trailers are a few characters). After lstrip a prefix is never blank.
+    tokens = vocabulary if isinstance(vocabulary, (set, frozenset, dict)) else set(vocabulary)
+    longest = max(map(len, tokens), default=0)
     found: list[str] = []
     rest = text
     while True:
         rest = rest.lstrip()
-        match = next((t for t in ordered if rest.startswith(t)), None)
+        match = next(
+            (rest[:k] for k in range(min(longest, len(rest)), 0, -1) if rest[:k] in tokens), None
+        )
         if match is None:
             return found
         found.append(match)

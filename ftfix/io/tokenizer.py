@@ -18,10 +18,12 @@ import logging
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import InvalidCheckpointError
 
@@ -40,9 +42,12 @@ _MERGES_KEY = re.compile(rb'(?<!\\)"merges"\s*:')
 _TAIL = re.compile(rb"\]\s*\}\s*\}\s*$")
 
 
-@dataclass(frozen=True)
-class AddedToken:
-    """An entry of `added_tokens`, with the attributes of `tokenizers.AddedToken` rules read."""
+class AddedToken(NamedTuple):
+    """An entry of `added_tokens`, with the attributes of `tokenizers.AddedToken` rules read.
+
+    A named tuple, not a dataclass: a tokenizer may add a million tokens, and building them
+    must stay cheap.
+    """
 
     content: str
     special: bool
@@ -113,6 +118,8 @@ class TokenizerView:
         self._doc = _parse(data, path)
         self._lock = threading.Lock()
         self._validate()
+        self._added  # noqa: B018  (reads and checks the added tokens now, at open)
+        self._doc["added_tokens"] = None  # the table holds them; the raw records can go
 
     def _validate(self) -> None:
         """Have `tokenizers` load everything but the model's tables (milliseconds).
@@ -129,7 +136,8 @@ class TokenizerView:
             model["vocab"] = [] if isinstance(model["vocab"], list) else {}
         if "merges" in model:
             model["merges"] = []
-        skeleton = json.dumps({**self._doc, "model": model})
+        # Added tokens are checked by `_added` instead; a million of them would cost seconds.
+        skeleton = json.dumps({**self._doc, "model": model, "added_tokens": []})
         try:
             tokenizers.Tokenizer.from_str(skeleton)
         except (KeyboardInterrupt, SystemExit):
@@ -143,22 +151,48 @@ class TokenizerView:
     # ------------------------------------------------------------------ tables
     @cached_property
     def _added(self) -> dict[int, AddedToken]:
+        """Added tokens by id, in id order; an entry tokenizers would refuse is refused here.
+
+        (The skeleton `_validate` loads leaves the added tokens out: checking them here costs
+        a fraction of what tokenizers takes for a million of them.)
+        """
+        entries = self._doc.get("added_tokens")
+        if entries is None:
+            entries = []
+        if not isinstance(entries, list):
+            raise self._bad("added_tokens is not a list")
         found: dict[int, AddedToken] = {}
-        for entry in self._doc.get("added_tokens") or []:
-            if not isinstance(entry, dict) or not isinstance(entry.get("content"), str):
-                continue
-            token_id = entry.get("id")
-            if type(token_id) is not int:
-                continue
-            found[token_id] = AddedToken(
-                entry["content"],
-                bool(entry.get("special", False)),
-                bool(entry.get("normalized", True)),
-                bool(entry.get("lstrip", False)),
-                bool(entry.get("rstrip", False)),
-                bool(entry.get("single_word", False)),
-            )
-        return dict(sorted(found.items()))
+        previous, ordered = -1, True
+        make = AddedToken
+        for entry in entries:
+            if type(entry) is not dict:
+                raise self._bad("an added_tokens entry is not an object")
+            content, token_id = entry.get("content"), entry.get("id")
+            special = entry.get("special", False)
+            normalized = entry.get("normalized", True)
+            lstrip = entry.get("lstrip", False)
+            rstrip = entry.get("rstrip", False)
+            single_word = entry.get("single_word", False)
+            if type(content) is not str or type(token_id) is not int or token_id < 0:
+                raise self._bad(f"added token {str(content)[:40]!r} has no valid content or id")
+            # Spelled out rather than any(...): this loop may run a million times.
+            if not (
+                type(special) is bool
+                and type(normalized) is bool
+                and type(lstrip) is bool
+                and type(rstrip) is bool
+                and type(single_word) is bool
+            ):
+                raise self._bad(f"added token {content[:40]!r} has a flag that is not a boolean")
+            found[token_id] = make(content, special, normalized, lstrip, rstrip, single_word)
+            ordered = ordered and token_id > previous
+            previous = token_id
+        return found if ordered else dict(sorted(found.items()))
+
+    def _bad(self, reason: str) -> InvalidCheckpointError:
+        return InvalidCheckpointError(
+            self._path, f"cannot load tokenizer.json: {reason}", hint=_HINT
+        )
 
     @cached_property
     def _added_ids(self) -> dict[str, int]:
@@ -184,9 +218,12 @@ class TokenizerView:
         return {i: t for t, i in (self._model_vocab or {}).items()}
 
     # ----------------------------------------------------- tokenizers.Tokenizer API
-    def get_added_tokens_decoder(self) -> dict[int, AddedToken]:
-        """Added tokens by id (what `tokenizers.Tokenizer.get_added_tokens_decoder` gives)."""
-        return dict(self._added)
+    def get_added_tokens_decoder(self) -> Mapping[int, AddedToken]:
+        """Added tokens by id (what `tokenizers.Tokenizer.get_added_tokens_decoder` gives).
+
+        A read-only view of the table, not a copy (callers only read it).
+        """
+        return MappingProxyType(self._added)
 
     def get_vocab(self, with_added_tokens: bool = True) -> dict[str, int]:
         """Token -> id of the model's vocabulary, with the added tokens on top if asked."""

@@ -94,4 +94,6 @@ def _prompt_only_in_finetune(ctx: Context) -> bool:
     base, target = ctx.renders(base_source, tokens), ctx.renders(target_source, tokens)
     if not base.ignores_generation_prompt() or target.ignores_generation_prompt():
         return False
-    return compare(target, base).verdict is Verdict.GENERATION_PROMPT_LOST
+    # Same format, and only FINETUNED adds the prompt: `compare` calls that SAME (nothing was
+    # lost; issue 19's convergence rule) or, against an older reading, GENERATION_PROMPT_LOST.
+    return compare(target, base).verdict in (Verdict.SAME, Verdict.GENERATION_PROMPT_LOST)

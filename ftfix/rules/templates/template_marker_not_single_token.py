@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from ...analysis.context import Context
-from ...analysis.templates import marker_style, markers_in, template_markers
+from ...analysis.templates import is_marker, marker_style, markers_in, template_markers
 from ...analysis.turns import assistant_frame
 from ...errors import InvalidCheckpointError
 from ...findings import Finding, Severity
@@ -47,6 +47,9 @@ def _base_tokenizer(base: Checkpoint) -> TokenizerView | None:
         return base.tokenizer()
     except InvalidCheckpointError:
         return None  # the base's tokenizer.json is damaged: judge without it
+
+
+_STYLES = 4  # pipe, fullwidth, tag, bracket: what marker_style can return
 
 
 @register
@@ -99,11 +102,12 @@ class TemplateMarkerNotSingleToken(Fixer):
             return
         tokens = ctx.target.special_tokens()
         specials = {value: key for key, value in tokens.items()}
-        added_styles = {
-            marker_style(added.content)
-            for added in tok.get_added_tokens_decoder().values()
-            if markers_in(added.content) == [added.content]
-        }
+        added_styles: set[str] = set()
+        for added in tok.get_added_tokens_decoder().values():
+            if is_marker(added.content):
+                added_styles.add(marker_style(added.content))
+                if len(added_styles) == _STYLES:
+                    break  # every style seen: the rest cannot add one (a million tokens)
         locations = {loc.name: loc for loc in reversed(ctx.target.template_locations())}
         base_tok: TokenizerView | None = None
         base_loaded = False
