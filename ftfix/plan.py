@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import json
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
@@ -207,12 +208,14 @@ def _culprit(
     Only safe fixes are held to "creates no new error": an unsafe fix is applied on request, and
     an error it reveals (a rename that shows layers were always missing) is reported after it.
     """
+    user_template = kwargs["options"].template if kwargs.get("options") else None
     safe = [
         f
         for f in plan.applied
         if f.fix
         and f.fix.applicability is Applicability.SAFE
         and any(isinstance(e, FileEdit) for e in f.fix.edits)
+        and not _writes_user_template(f, user_template)
     ]
     for finding in reversed(safe):
         trial = _build(
@@ -222,6 +225,22 @@ def _culprit(
         if not trial.file_edits or not _created(base, trial, fixers, before, **kwargs):
             return finding
     return None
+
+
+def _writes_user_template(finding: Finding, template: str | None) -> bool:
+    """Whether the fix installs the template the user passed with `--template`: their choice.
+
+    What it leads to (FTX005 when it has no generation prompt) is reported and fixed after it,
+    as for an unsafe fix; refusing it would leave the user's request undone on every run.
+    """
+    if template is None or finding.fix is None:
+        return False
+    forms = (template, json.dumps(template, ensure_ascii=False)[1:-1], json.dumps(template)[1:-1])
+    return any(
+        isinstance(edit, FileEdit)
+        and any(form in edit.after.decode("utf-8", "replace") for form in forms)
+        for edit in finding.fix.edits
+    )
 
 
 def _invalid_generation_config(

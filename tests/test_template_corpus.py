@@ -43,8 +43,9 @@ from ftfix import registry
 from ftfix.analysis.context import Context, Options
 from ftfix.analysis.probes import TemplateRenders, render_all
 from ftfix.analysis.templates import breakage
-from ftfix.findings import Applicability, FileEdit, Finding
+from ftfix.findings import Finding
 from ftfix.io.checkpoint import Checkpoint, Kind
+from ftfix.plan import build
 
 TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 MIN_RESTORE_RATE = 0.95
@@ -165,20 +166,15 @@ def _checkpoint(template: str | None) -> Checkpoint:
 def _run_rules(
     base: Checkpoint, target: Checkpoint, cache: dict, *, unsafe: bool
 ) -> tuple[list[Finding], Checkpoint]:
-    """Run the template rules in code order as `ftfix.plan.build` does, sharing one render cache."""
-    ctx = Context(base, target, Options(), cache)
-    staged, findings = target, []
-    for fixer in _FIXERS:
-        for finding in fixer.check(ctx.with_target(staged)):
-            findings.append(finding)
-            fix = finding.fix
-            allowed = (
-                (Applicability.SAFE, Applicability.UNSAFE) if unsafe else (Applicability.SAFE,)
-            )
-            if fix is not None and fix.applicability in allowed:
-                edits = {e.path: e.after for e in fix.edits if isinstance(e, FileEdit)}
-                staged = staged.staged(edits)
-    return findings, staged
+    """Run the template rules through the real planner; the target as the plan leaves it.
+
+    `cache` is unused by the planner (each build renders afresh, compiled templates are cached
+    by the renderer); it is kept so the corpus judge reads the same as before.
+    """
+    del cache
+    plan = build(base, target, _FIXERS, apply_fixes=True, unsafe_fixes=unsafe)
+    edits = {rel: edit.after for rel, edit in plan.file_edits.items()}
+    return plan.findings, target.staged(edits) if edits else target
 
 
 def _identical(a: TemplateRenders, b: TemplateRenders) -> bool:
