@@ -388,9 +388,9 @@ for folder in ({base!r}, {ft!r}):
 RULES_ALONE = """
 import time
 from ftfix import registry
-from ftfix.api import _open_pair
 from ftfix.analysis.context import Context
-base, ft = _open_pair({base!r}, {ft!r})
+from ftfix.io.checkpoint import Checkpoint
+base, ft = Checkpoint.open({base!r}), Checkpoint.open({ft!r})
 start = time.perf_counter()
 ctx = Context(base, ft)
 found = [f for fixer in registry.resolve(["FTX1"]) for f in fixer.check(ctx)]
