@@ -15,12 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from ckpt_builders import write_sparse_safetensors
 
 LAYERS, HIDDEN, INTER, KV, VOCAB = 32, 4096, 14336, 1024, 128256
 MODULES = {  # name: (out, in)
@@ -36,25 +38,12 @@ MODULES = {  # name: (out, in)
 
 def write_sparse(path: Path, tensors: dict[str, list[int]], *, real: dict[str, bytes]) -> int:
     """A BF16 safetensors file whose data is a hole except the tensors in `real`."""
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    spans = {}
-    for name, shape in tensors.items():
-        size = 2
-        for dim in shape:
-            size *= dim
-        header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + size]}
-        spans[name] = offset
-        offset += size
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-(8 + len(text)) % 8)
-    with path.open("wb") as handle:
-        handle.write(struct.pack("<Q", len(text)) + text)
+    starts = write_sparse_safetensors(path, list(tensors.items()))
+    with path.open("r+b") as handle:
         for name, data in real.items():
-            handle.seek(8 + len(text) + spans[name])
+            handle.seek(starts[name])
             handle.write(data)
-        handle.truncate(8 + len(text) + offset)
-    return 8 + len(text) + offset
+    return path.stat().st_size
 
 
 def build_base(folder: Path) -> int:

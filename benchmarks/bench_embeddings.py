@@ -40,6 +40,9 @@ from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from ckpt_builders import shard_groups, write_sparse_safetensors
+
 ROOT = Path(__file__).resolve().parent.parent
 REALWORLD = ROOT.parent / "shared" / "realworld"
 VOCAB = 128256
@@ -223,19 +226,6 @@ def tensors_of(shape: dict[str, Any]) -> list[tuple[str, list[int]]]:
     return found
 
 
-def _shards(tensors: list[tuple[str, list[int]]]) -> list[list[tuple[str, list[int]]]]:
-    groups: list[list[tuple[str, list[int]]]] = [[]]
-    size = 0
-    for name, dims in tensors:
-        nbytes = 2 * int(np.prod(dims))
-        if groups[-1] and size + nbytes > SHARD_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append((name, dims))
-        size += nbytes
-    return groups
-
-
 def _embedding_chunks(hidden: int, seed: int) -> Iterator[tuple[int, bytes]]:
     """(first row, bf16 bytes) of a trained-looking matrix whose special rows are near zero."""
     rng = np.random.default_rng(seed)
@@ -253,7 +243,7 @@ def _embedding_chunks(hidden: int, seed: int) -> Iterator[tuple[int, bytes]]:
 
 def write_weights(folders: Sequence[Path], shape: dict[str, Any]) -> None:
     """Sparse shards in every folder; embed_tokens/lm_head data identical in all of them."""
-    groups = _shards(tensors_of(shape))
+    groups = shard_groups(tensors_of(shape), max_bytes=SHARD_BYTES)
     names = (
         ["model.safetensors"]
         if len(groups) == 1
@@ -261,25 +251,11 @@ def write_weights(folders: Sequence[Path], shape: dict[str, Any]) -> None:
     )
     real: dict[str, tuple[str, int]] = {}  # tensor -> (shard, absolute offset)
     for name, group in zip(names, groups, strict=True):
-        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-        offset = 0
-        for tensor, dims in group:
-            nbytes = 2 * int(np.prod(dims))
-            header[tensor] = {
-                "dtype": "BF16",
-                "shape": dims,
-                "data_offsets": [offset, offset + nbytes],
-            }
-            offset += nbytes
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)
         for folder in folders:
-            with (folder / name).open("wb") as handle:
-                handle.write(len(raw).to_bytes(8, "little") + raw)
-                handle.truncate(8 + len(raw) + offset)
-        for tensor, _ in group:
-            if tensor in ("model.embed_tokens.weight", "lm_head.weight"):
-                real[tensor] = (name, 8 + len(raw) + header[tensor]["data_offsets"][0])
+            starts = write_sparse_safetensors(folder / name, group)
+        for tensor in ("model.embed_tokens.weight", "lm_head.weight"):
+            if tensor in starts:
+                real[tensor] = (name, starts[tensor])
     row_bytes = 2 * shape["hidden"]
     for seed, (_tensor, (shard, start)) in enumerate(sorted(real.items())):
         handles = [os.open(folder / shard, os.O_WRONLY) for folder in folders]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from ckpt_builders import (
@@ -19,12 +18,13 @@ from ckpt_builders import (
     TOKEN_IDS,
     build_generation_config,
     build_tokenizer,
+    shard_groups,
     to_bf16_bytes,
     vocab_for,
+    write_sparse_safetensors,
 )
 
 HIDDEN, INTER, LAYERS, HEADS, KV_HEADS, VOCAB = 4096, 14336, 32, 32, 8, 128256
-SHARD_BYTES = 5 * 10**9
 
 
 def tensors_8b() -> list[tuple[str, list[int]]]:
@@ -54,42 +54,19 @@ def _rows(n: int, seed: int, zero: tuple[int, ...]) -> bytes:
 
 def write_sparse_8b(folder: Path, *, zero_head_rows: tuple[int, ...] = ()) -> int:
     """Write the shards and the index; return the total size of the weight files."""
-    groups: list[list[tuple[str, list[int]]]] = [[]]
-    size = 0
-    for name, dims in tensors_8b():
-        nbytes = 2 * int(np.prod(dims))
-        if groups[-1] and size + nbytes > SHARD_BYTES:
-            groups.append([])
-            size = 0
-        groups[-1].append((name, dims))
-        size += nbytes
+    groups = shard_groups(tensors_8b())
     names = [f"model-{i:05d}-of-{len(groups):05d}.safetensors" for i in range(1, len(groups) + 1)]
     n_tokens = len(vocab_for())
     total = 0
     for shard, group in zip(names, groups, strict=True):
-        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
-        offset = 0
-        for tensor, dims in group:
-            nbytes = 2 * int(np.prod(dims))
-            header[tensor] = {
-                "dtype": "BF16",
-                "shape": dims,
-                "data_offsets": [offset, offset + nbytes],
-            }
-            offset += nbytes
-        raw = json.dumps(header, separators=(",", ":")).encode()
-        raw += b" " * (-len(raw) % 8)
         path = folder / shard
-        with path.open("wb") as handle:
-            handle.write(len(raw).to_bytes(8, "little") + raw)
-            handle.truncate(8 + len(raw) + offset)
+        starts = write_sparse_safetensors(path, group)
         fd = os.open(path, os.O_WRONLY)
         try:
             for seed, tensor in enumerate(("model.embed_tokens.weight", "lm_head.weight")):
-                if tensor in header:
+                if tensor in starts:
                     zero = zero_head_rows if tensor == "lm_head.weight" else ()
-                    start = 8 + len(raw) + header[tensor]["data_offsets"][0]
-                    os.pwrite(fd, _rows(n_tokens, seed, zero), start)
+                    os.pwrite(fd, _rows(n_tokens, seed, zero), starts[tensor])
         finally:
             os.close(fd)
         total += path.stat().st_size

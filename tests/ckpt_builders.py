@@ -429,6 +429,52 @@ _ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 _ST_ITEMSIZE = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "U8": 1, "BOOL": 1}
 
 
+def shard_groups(
+    tensors: Sequence[tuple[str, Sequence[int]]], *, max_bytes: int = 5 * 10**9, itemsize: int = 2
+) -> list[list[tuple[str, Sequence[int]]]]:
+    """Split tensors into shards as transformers does (default `max_shard_size`, 5 GB)."""
+    groups: list[list[tuple[str, Sequence[int]]]] = [[]]
+    size = 0
+    for name, dims in tensors:
+        nbytes = itemsize * int(np.prod(dims, dtype=np.int64))
+        if groups[-1] and size + nbytes > max_bytes:
+            groups.append([])
+            size = 0
+        groups[-1].append((name, dims))
+        size += nbytes
+    return groups
+
+
+def write_sparse_safetensors(
+    path: str | os.PathLike[str],
+    tensors: Sequence[tuple[str, Sequence[int]]],
+    *,
+    dtype: str = "BF16",
+) -> dict[str, int]:
+    """A safetensors file whose tensor data is a hole: only the header is written, then the file
+    is extended to its full size (sparse, so a 16 GB shard costs a few kB of disk).
+
+    Returns each tensor's absolute data offset, for the few tensors a caller fills with `pwrite`.
+    """
+    header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, dims in tensors:
+        nbytes = _ST_ITEMSIZE[dtype] * int(np.prod(dims, dtype=np.int64))
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(dims),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
+    start = 8 + len(raw)
+    return {name: start + header[name]["data_offsets"][0] for name, _ in tensors}
+
+
 def write_safetensors(
     path: str | os.PathLike[str],
     tensors: Mapping[str, tuple[str, Sequence[int], bytes]],
